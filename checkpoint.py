@@ -1,0 +1,210 @@
+"""Run folders and checkpoints that survive a kill at any instant.
+
+    runs/<name>/config.json                   every setting, levels, library versions, command line
+    runs/<name>/progress.csv, events.*        the training table (see logger.py)
+    runs/<name>/checkpoints/000120/           one checkpoint: model.ckpt.* (weights and RMSProp slots)
+                                              and state.json (counters, random states, episode window)
+    runs/<name>/checkpoints/latest, best      one line each: the folder name of that checkpoint
+    models/latest                             one line: the newest checkpoint of any run (play.py's default)
+
+A checkpoint is written into a temporary folder beside its final place, flushed, then renamed: the rename is
+atomic, so a kill leaves either the old set of checkpoints or the new one, never a half-written one where
+`--resume` reads. Pointers are replaced the same way. Leftover temporary folders are removed on the next start.
+"""
+import glob
+import json
+import os
+import shutil
+
+CHECKPOINT_FILE = "model.ckpt"
+STATE_FILE = "state.json"
+TMP_MARK = ".tmp-"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be read or written; the message says which and what to do."""
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: str, text: str) -> None:
+    """Replace the file at `path` with `text` so that a reader sees the old or the new content, never a part."""
+    tmp = f"{path}{TMP_MARK}{os.getpid()}"
+    with open(tmp, "w") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(os.path.dirname(os.path.abspath(path)))
+
+
+def read_pointer(path: str):
+    """The one-line content of a pointer file, or None when there is none."""
+    try:
+        with open(path) as fh:
+            return fh.read().strip() or None
+    except FileNotFoundError:
+        return None
+
+
+def ensure_writable(folder: str, what: str) -> None:
+    """Create `folder` and prove a file can be written there, or raise CheckpointError saying what to do."""
+    probe = os.path.join(folder, f".write-test{TMP_MARK}{os.getpid()}")
+    try:
+        os.makedirs(folder, exist_ok=True)
+        with open(probe, "w") as fh:
+            fh.write("ok")
+        os.remove(probe)
+    except OSError as error:
+        raise CheckpointError(f"cannot write to the {what} folder {folder!r} ({error.strerror or error}): "
+                              f"choose another with --{what.replace(' ', '-')}-dir or fix its permissions") from None
+
+
+def is_checkpoint(path: str) -> bool:
+    """A folder holding a complete checkpoint of this project (weights index and state)."""
+    return os.path.isfile(os.path.join(path, STATE_FILE)) and os.path.isfile(
+        os.path.join(path, CHECKPOINT_FILE + ".index"))
+
+
+class RunFolder:
+    """One training run's folder: its config, logs and checkpoints."""
+
+    def __init__(self, path: str, models_dir: str = "models"):
+        self.path = path
+        self.models_dir = models_dir
+        self.checkpoints_dir = os.path.join(path, "checkpoints")
+
+    # -- creation
+    def create(self, config: dict) -> None:
+        """Make the folders (checking they are writable) and write config.json."""
+        ensure_writable(self.path, "runs")
+        ensure_writable(self.checkpoints_dir, "runs")
+        ensure_writable(self.models_dir, "models")
+        self.remove_leftovers()
+        write_atomic(os.path.join(self.path, "config.json"), json.dumps(config, indent=2, sort_keys=True))
+
+    def read_config(self) -> dict:
+        try:
+            with open(os.path.join(self.path, "config.json")) as fh:
+                return json.load(fh)
+        except (OSError, ValueError) as error:
+            raise CheckpointError(f"the run folder {self.path!r} has no readable config.json ({error})") from None
+
+    def remove_leftovers(self) -> None:
+        """Delete temporary folders and files left by a save that was killed."""
+        for leftover in glob.glob(os.path.join(glob.escape(self.checkpoints_dir), f"*{TMP_MARK}*")):
+            shutil.rmtree(leftover, ignore_errors=True) if os.path.isdir(leftover) else os.remove(leftover)
+
+    # -- saving
+    def save(self, update: int, save_weights, state: dict, keep: int, score=None) -> str:
+        """Write checkpoint `update` atomically, move the pointers, prune old ones; returns its folder.
+
+        save_weights(prefix) writes the TF files; state is JSON-able. `score` (mean episode return) decides
+        the best checkpoint. On any failure the temporary folder is removed and CheckpointError raised:
+        the previous checkpoints and pointers are untouched.
+        """
+        name = f"{update:06d}"
+        final = os.path.join(self.checkpoints_dir, name)
+        tmp = f"{final}{TMP_MARK}{os.getpid()}"
+        try:
+            shutil.rmtree(tmp, ignore_errors=True)
+            os.makedirs(tmp)
+            save_weights(os.path.join(tmp, CHECKPOINT_FILE))
+            state = dict(state, score=score)
+            with open(os.path.join(tmp, STATE_FILE), "w") as fh:
+                json.dump(state, fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+            for file in os.listdir(tmp):
+                with open(os.path.join(tmp, file), "rb") as fh:
+                    os.fsync(fh.fileno())
+            if os.path.isdir(final):       # the same update saved twice (a stop right after a save)
+                shutil.rmtree(final)
+            os.rename(tmp, final)
+            _fsync_dir(self.checkpoints_dir)
+            write_atomic(os.path.join(self.checkpoints_dir, "latest"), name)
+            if score is not None and self._is_best(score):
+                write_atomic(os.path.join(self.checkpoints_dir, "best"), name)
+            os.makedirs(self.models_dir, exist_ok=True)
+            write_atomic(os.path.join(self.models_dir, "latest"), os.path.abspath(final))
+        except Exception as error:
+            shutil.rmtree(tmp, ignore_errors=True)
+            reason = getattr(error, "strerror", None) or getattr(error, "message", None) or str(error)
+            raise CheckpointError(f"could not write checkpoint {final!r}: {reason}. The previous checkpoint "
+                                  "is intact; free disk space or choose another --runs-dir, then --resume") from None
+        self.prune(keep)
+        return final
+
+    def _is_best(self, score: float) -> bool:
+        best = read_pointer(os.path.join(self.checkpoints_dir, "best"))
+        if best is None or not is_checkpoint(os.path.join(self.checkpoints_dir, best)):
+            return True
+        best_score = load_state(os.path.join(self.checkpoints_dir, best)).get("score")
+        return best_score is None or score > best_score
+
+    def checkpoints(self) -> list:
+        """Complete checkpoint folder names, oldest first."""
+        if not os.path.isdir(self.checkpoints_dir):
+            return []
+        names = [n for n in os.listdir(self.checkpoints_dir) if n.isdigit()]
+        return sorted(n for n in names if is_checkpoint(os.path.join(self.checkpoints_dir, n)))
+
+    def prune(self, keep: int) -> None:
+        """Delete all but the `keep` newest checkpoints and the best one."""
+        protected = {read_pointer(os.path.join(self.checkpoints_dir, p)) for p in ("latest", "best")}
+        for name in self.checkpoints()[:-keep]:
+            if name not in protected:
+                shutil.rmtree(os.path.join(self.checkpoints_dir, name), ignore_errors=True)
+
+    def latest(self):
+        name = read_pointer(os.path.join(self.checkpoints_dir, "latest"))
+        return os.path.join(self.checkpoints_dir, name) if name else None
+
+
+def load_state(checkpoint_dir: str) -> dict:
+    """The state.json of a checkpoint folder, or CheckpointError."""
+    path = os.path.join(checkpoint_dir, STATE_FILE)
+    try:
+        with open(path) as fh:
+            return json.load(fh)
+    except FileNotFoundError:
+        raise CheckpointError(f"{checkpoint_dir!r} is not a checkpoint of this project (no {STATE_FILE})") from None
+    except (OSError, ValueError) as error:
+        raise CheckpointError(f"the checkpoint {checkpoint_dir!r} is corrupt ({STATE_FILE}: {error}); "
+                              "resume from an earlier one in the same folder") from None
+
+
+def resolve_checkpoint(spec: str, models_dir: str = "models") -> str:
+    """A checkpoint as the user names it -> a TF checkpoint prefix (…/model.ckpt).
+
+    `latest` (models/latest, else the highest models/<N>/model.ckpt as the 2018 scripts saved them),
+    a run folder (its latest checkpoint), a checkpoint folder, or a TF prefix such as models/260/model.ckpt.
+    """
+    path = spec
+    if spec == "latest":
+        path = read_pointer(os.path.join(models_dir, "latest"))
+        if path is None:
+            legacy = sorted((d for d in glob.glob(os.path.join(glob.escape(models_dir), "*", CHECKPOINT_FILE + ".index"))),
+                            key=lambda p: int(os.path.basename(os.path.dirname(p)))
+                            if os.path.basename(os.path.dirname(p)).isdigit() else -1)
+            if not legacy:
+                raise CheckpointError(f"no checkpoint found: {models_dir}/latest does not exist. Train first "
+                                      "(python agent.py) or name a checkpoint with --checkpoint PATH")
+            return legacy[-1][: -len(".index")]
+    if os.path.isdir(os.path.join(path, "checkpoints")):
+        latest = RunFolder(path).latest()
+        if latest is None:
+            raise CheckpointError(f"the run folder {path!r} holds no checkpoint yet")
+        path = latest
+    if os.path.isdir(path):
+        path = os.path.join(path, CHECKPOINT_FILE)
+    if not os.path.isfile(path + ".index"):
+        raise CheckpointError(f"checkpoint {spec!r} not found (looked for {path}.index): give a run folder, "
+                              "a checkpoint folder, a TF checkpoint prefix such as models/260/model.ckpt, or 'latest'")
+    return path

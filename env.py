@@ -1,0 +1,368 @@
+"""Sonic environments as the 2018 scripts built them, and the embedded default game.
+
+Pick the levels you train on by editing `LEVELS` (one environment, and one process, per level).
+`make_train_0()` ... `make_train_12()` build one environment each; `make_test()` builds the held-out level.
+Without the Sonic ROM the same functions build `Airstriker-Genesis-v0`, which ships inside stable-retro.
+
+Wrapper chain of one environment, innermost first (the Retro Contest's base env, then the seed's wrappers):
+    stable_retro.make(game, state, scenario='contest')    RGB frames [224, 320, 3] uint8
+    StickyFrameSkip(4 frames, stickprob 0.25)
+    TimeLimit(4500 agent steps)
+    EpisodeStats                                          raw episode return / length into info['episode']
+    ActionsDiscretizer                                    Discrete(7) -> 12 Genesis buttons
+    RewardScaler(0.01)
+    PreprocessFrame                                       [96, 96, 1] uint8 gray
+    FrameStack(4)                                         [96, 96, 4] uint8
+    AllowBacktracking                                     reward = max(0, cumulative - best cumulative)
+"""
+import functools
+
+import cv2
+import gymnasium as gym
+import numpy as np
+
+import stable_retro
+from vec_env import DummyVecEnv, SubprocVecEnv  # noqa: F401  (re-exported: env.SubprocVecEnv, as the seed)
+
+# ---------------------------------------------------------------------------------------------------------
+# The level list: edit here to choose what to train on. One env (one emulator process) per entry.
+SONIC_GAME = "SonicTheHedgehog-Genesis-v0"
+LEVELS = [
+    "SpringYardZone.Act3", "SpringYardZone.Act2", "GreenHillZone.Act3", "GreenHillZone.Act1",
+    "StarLightZone.Act2", "StarLightZone.Act1", "MarbleZone.Act2", "MarbleZone.Act1", "MarbleZone.Act3",
+    "ScrapBrainZone.Act2", "LabyrinthZone.Act2", "LabyrinthZone.Act1", "LabyrinthZone.Act3",
+]
+TEST_LEVEL = "GreenHillZone.Act2"
+# The Retro Contest's held-out Sonic 1 levels (test split of "Gotta Learn Fast", Nichol et al. 2018).
+HELD_OUT_LEVELS = ["SpringYardZone.Act1", "GreenHillZone.Act2", "StarLightZone.Act3", "ScrapBrainZone.Act1"]
+# ---------------------------------------------------------------------------------------------------------
+
+DEFAULT_GAME = "Airstriker-Genesis-v0"   # ships inside stable-retro: used when the Sonic ROM is not imported
+DEFAULT_STATE = "Level1"
+FRAME_SKIP = 4
+STICK_PROB = 0.25
+MAX_EPISODE_STEPS = 4500
+REWARD_SCALE = 0.01
+FRAME_SIZE = 96
+STACK = 4
+SONIC_FINISH_REWARD = 9000.0   # the contest scenario pays 9000 for x-progress through a whole level
+
+# The seed's 7 actions, as combinations of Genesis buttons.
+ACTIONS = [["LEFT"], ["RIGHT"], ["LEFT", "DOWN"], ["RIGHT", "DOWN"], ["DOWN"], ["DOWN", "B"], ["B"]]
+
+ROM_HELP = ("import it with `python -m stable_retro.import DIR`, where DIR holds a ROM file whose SHA-1 matches "
+            f"stable-retro's rom.sha for {SONIC_GAME} (owners of SEGA Mega Drive & Genesis Classics on Steam: "
+            "SONIC_W.68K in the game's uncompressed ROMs folder)")
+
+
+class GameError(ValueError):
+    """A game, level or ROM that cannot be used; the message says what to do."""
+
+
+# ----------------------------------------------------------------------------- games and levels
+
+def rom_imported(game: str) -> bool:
+    """True when stable-retro finds a ROM file for `game`."""
+    try:
+        stable_retro.data.get_romfile_path(game)
+        return True
+    except FileNotFoundError:
+        return False
+
+
+def resolve_game(choice: str = "auto") -> str:
+    """'auto' -> Sonic when its ROM is imported, else the default game; 'sonic' -> Sonic or GameError."""
+    if choice == "auto":
+        return SONIC_GAME if rom_imported(SONIC_GAME) else DEFAULT_GAME
+    game = SONIC_GAME if choice.lower() in ("sonic", SONIC_GAME.lower()) else choice
+    if game not in stable_retro.data.list_games(stable_retro.data.Integrations.ALL):
+        raise GameError(f"unknown game {choice!r}: use 'auto', 'sonic' or a game id that stable-retro knows, "
+                        f"such as {DEFAULT_GAME}")
+    if not rom_imported(game):
+        if game == SONIC_GAME:
+            raise GameError(f"the Sonic ROM is not imported: {ROM_HELP}")
+        raise GameError(f"the ROM of {game} is not imported: import it with `python -m stable_retro.import DIR`")
+    return game
+
+
+def fallback_notice(choice: str, game: str) -> str:
+    """One line for the entry scripts when 'auto' fell back to the default game, else ''."""
+    if choice == "auto" and game == DEFAULT_GAME:
+        return (f"Sonic ROM not imported: using the embedded default game {DEFAULT_GAME}. "
+                f"To play Sonic, {ROM_HELP}.")
+    return ""
+
+
+def default_levels(game: str) -> list:
+    """The training levels of `game`: LEVELS for Sonic, the default state otherwise."""
+    if game == SONIC_GAME:
+        return list(LEVELS)
+    if game == DEFAULT_GAME:
+        return [DEFAULT_STATE]
+    states = stable_retro.data.list_states(game, stable_retro.data.Integrations.ALL)
+    return states[:1] if states else [stable_retro.State.DEFAULT]
+
+
+def check_levels(game: str, levels: list) -> None:
+    """Raise GameError naming the valid states when a level is not a state of `game`."""
+    valid = stable_retro.data.list_states(game, stable_retro.data.Integrations.ALL)
+    for level in levels:
+        if level not in valid:
+            raise GameError(f"unknown state {level!r} for {game}: valid states are {', '.join(valid)}")
+
+
+def level_for(env_idx: int, game: str, levels=None) -> str:
+    """The level env `env_idx` plays: the level list cycled (the default game repeats its one level)."""
+    levels = levels or default_levels(game)
+    return levels[env_idx % len(levels)]
+
+
+# ----------------------------------------------------------------------------- wrappers
+
+def _step_without_screen(retro_env, action) -> tuple:
+    """Advance a RetroEnv one frame without copying its screen out: (reward, terminated)."""
+    for player, buttons in enumerate(retro_env.action_to_array(action)):
+        retro_env.em.set_button_mask(buttons, player)
+    retro_env.em.step()
+    retro_env.data.update_ram()
+    return retro_env.data.current_reward(), retro_env.data.is_done()
+
+
+class StickyFrameSkip(gym.Wrapper):
+    """Hold each action for `skip` frames; with probability `stickprob` the first frame keeps the previous one.
+
+    Only the last frame's screen is read; frames in between are emulated without copying the screen.
+    """
+
+    def __init__(self, env, skip=FRAME_SKIP, stickprob=STICK_PROB):
+        super().__init__(env)
+        self.skip, self.stickprob = skip, stickprob
+        self.rng = np.random.default_rng()
+        self.held_action = None
+        self._blind = isinstance(env, stable_retro.RetroEnv) and env.render_mode != "human"
+
+    def reset(self, *, seed=None, options=None):
+        if seed is not None:
+            self.rng = np.random.default_rng(seed)
+        self.held_action = None
+        return self.env.reset(seed=seed, options=options)
+
+    def step(self, action):
+        total_reward = 0.0
+        for frame in range(self.skip):
+            sticky = frame == 0 and self.held_action is not None and self.rng.random() < self.stickprob
+            if not sticky:
+                self.held_action = action
+            if self._blind and frame < self.skip - 1:
+                reward, terminated = _step_without_screen(self.env, self.held_action)
+                total_reward += reward
+                if terminated:
+                    return self.env._update_obs(), total_reward, True, False, dict(self.env.data.lookup_all())
+                continue
+            obs, reward, terminated, truncated, info = self.env.step(self.held_action)
+            total_reward += reward
+            if terminated or truncated:
+                break
+        return obs, total_reward, terminated, truncated, info
+
+
+class EpisodeStats(gym.Wrapper):
+    """On the last step of an episode, info['episode'] = {'r': raw return, 'l': length, 'progress': ...}.
+
+    Placed before any reward scaling, so the return is in the game's own units. `progress` (Sonic only) is
+    the best fraction of the level reached: the contest reward pays `finish_reward` for the whole level.
+    """
+
+    def __init__(self, env, finish_reward=None):
+        super().__init__(env)
+        self.finish_reward = finish_reward
+        self.episode_return, self.episode_length, self.best_return = 0.0, 0, 0.0
+
+    def reset(self, **kwargs):
+        self.episode_return, self.episode_length, self.best_return = 0.0, 0, 0.0
+        return self.env.reset(**kwargs)
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self.episode_return += float(reward)
+        self.episode_length += 1
+        self.best_return = max(self.best_return, self.episode_return)
+        if terminated or truncated:
+            episode = {"r": self.episode_return, "l": self.episode_length, "truncated": bool(truncated and not terminated)}
+            if self.finish_reward:
+                episode["progress"] = min(1.0, self.best_return / self.finish_reward)
+            info = dict(info, episode=episode)
+        return obs, reward, terminated, truncated, info
+
+
+class ActionsDiscretizer(gym.ActionWrapper):
+    """Discrete(len(combos)) -> the emulator's button array; button indices read from the emulator."""
+
+    def __init__(self, env, combos=ACTIONS):
+        super().__init__(env)
+        buttons = list(env.unwrapped.buttons)   # e.g. ['B', 'A', 'MODE', 'START', 'UP', 'DOWN', 'LEFT', ...]
+        self.button_arrays = []                  # [nactions] of [nbuttons] int8
+        for combo in combos:
+            pressed = np.zeros(len(buttons), dtype=np.int8)
+            for button in combo:
+                pressed[buttons.index(button)] = 1
+            self.button_arrays.append(pressed)
+        self.action_space = gym.spaces.Discrete(len(combos))
+
+    def action(self, action):
+        return self.button_arrays[int(action)].copy()
+
+
+class RewardScaler(gym.RewardWrapper):
+    """reward * scale: keeps returns in a range the value head learns easily."""
+
+    def __init__(self, env, scale=REWARD_SCALE):
+        super().__init__(env)
+        self.scale = scale
+
+    def reward(self, reward):
+        return reward * self.scale
+
+
+class PreprocessFrame(gym.ObservationWrapper):
+    """RGB [H, W, 3] -> gray, area-resized to [size, size, 1] uint8."""
+
+    def __init__(self, env, size=FRAME_SIZE):
+        super().__init__(env)
+        self.size = size
+        self.observation_space = gym.spaces.Box(0, 255, (size, size, 1), dtype=np.uint8)
+
+    def observation(self, frame):  # [H, W, 3] uint8 -> [size, size, 1] uint8
+        gray = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
+        return cv2.resize(gray, (self.size, self.size), interpolation=cv2.INTER_AREA)[:, :, None]
+
+
+class FrameStack(gym.Wrapper):
+    """The last k frames on the last axis, [H, W, k]; after a reset the first frame fills every slot."""
+
+    def __init__(self, env, k=STACK):
+        super().__init__(env)
+        height, width, channels = env.observation_space.shape
+        self.k = k
+        self.stack = np.zeros((height, width, channels * k), dtype=np.uint8)
+        self.observation_space = gym.spaces.Box(0, 255, self.stack.shape, dtype=np.uint8)
+
+    def reset(self, **kwargs):
+        frame, info = self.env.reset(**kwargs)     # [H, W, C]
+        self.stack[:] = np.tile(frame, (1, 1, self.k))
+        return self.stack.copy(), info
+
+    def step(self, action):
+        frame, reward, terminated, truncated, info = self.env.step(action)
+        channels = frame.shape[-1]
+        self.stack[:, :, :-channels] = self.stack[:, :, channels:]
+        self.stack[:, :, -channels:] = frame
+        return self.stack.copy(), reward, terminated, truncated, info
+
+
+class AllowBacktracking(gym.Wrapper):
+    """reward = max(0, cumulative reward - best cumulative so far): going back costs nothing, nor pays twice."""
+
+    def __init__(self, env):
+        super().__init__(env)
+        self.cumulative, self.best = 0.0, 0.0
+
+    def reset(self, **kwargs):
+        self.cumulative, self.best = 0.0, 0.0
+        return self.env.reset(**kwargs)
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self.cumulative += reward
+        reward = max(0.0, self.cumulative - self.best)
+        self.best = max(self.best, self.cumulative)
+        return obs, reward, terminated, truncated, info
+
+
+class RecordFrames(gym.Wrapper):
+    """Hands every emulator frame, full colour [H, W, 3] uint8 as a person sees it, to `sink`:
+    sink.new_episode(first_frame) on reset, sink.add(frame) on each step (see recording.EpisodeFrames)."""
+
+    def __init__(self, env, sink):
+        super().__init__(env)
+        self.sink = sink
+
+    def reset(self, **kwargs):
+        obs, info = self.env.reset(**kwargs)
+        self.sink.new_episode(obs.copy())
+        return obs, info
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self.sink.add(obs.copy())
+        return obs, reward, terminated, truncated, info
+
+
+def wrap(base_env, finish_reward=None, max_episode_steps=MAX_EPISODE_STEPS, frame_sink=None):
+    """The full chain around a one-frame emulator env (a RetroEnv, or a fake with `.buttons` in tests).
+    frame_sink, when given, receives every emulator frame (see RecordFrames)."""
+    if frame_sink is not None:
+        base_env = RecordFrames(base_env, frame_sink)
+    env = StickyFrameSkip(base_env)
+    env = gym.wrappers.TimeLimit(env, max_episode_steps=max_episode_steps)
+    env = EpisodeStats(env, finish_reward=finish_reward)
+    env = ActionsDiscretizer(env)
+    env = RewardScaler(env)
+    env = PreprocessFrame(env)
+    env = FrameStack(env)
+    return AllowBacktracking(env)
+
+
+# ----------------------------------------------------------------------------- building environments
+
+def make_retro(game: str, level: str, render_mode=None):
+    """The base emulator env: the contest scenario for Sonic, the game's own scenario otherwise."""
+    scenario = "contest" if game == SONIC_GAME else None
+    return stable_retro.make(game, state=level, scenario=scenario, render_mode=render_mode,
+                             inttype=stable_retro.data.Integrations.ALL)
+
+
+def make_level(game: str, level: str, render_mode=None, frame_sink=None):
+    """One fully wrapped environment of `game` at `level`: observations [96, 96, 4] uint8, 7 actions."""
+    finish = SONIC_FINISH_REWARD if game == SONIC_GAME else None
+    return wrap(make_retro(game, level, render_mode), finish_reward=finish, frame_sink=frame_sink)
+
+
+def make_env(env_idx: int, game: str = "auto", levels=None, render_mode=None):
+    """Environment number `env_idx` of the level list (LEVELS, or `levels` when given)."""
+    game = resolve_game(game)
+    return make_level(game, level_for(env_idx, game, levels), render_mode)
+
+
+def env_fns(num_envs: int, game: str = "auto", levels=None) -> list:
+    """Picklable factories for `num_envs` environments cycling through the level list."""
+    return [functools.partial(make_env, idx, game, levels) for idx in range(num_envs)]
+
+
+def env_names(num_envs: int, game: str, levels=None) -> list:
+    """'game/level' for each env, as error messages and logs name them."""
+    game = resolve_game(game)
+    return [f"{game}/{level_for(idx, game, levels)}" for idx in range(num_envs)]
+
+
+def make_test(game: str = "auto", render_mode=None):
+    """The held-out level (GreenHillZone.Act2); the default game's level when Sonic is not imported."""
+    game = resolve_game(game)
+    return make_level(game, TEST_LEVEL if game == SONIC_GAME else default_levels(game)[0], render_mode)
+
+
+# One factory per training level, as the seed: edit LEVELS above to change what they build.
+def make_train_0(): return make_env(0)
+def make_train_1(): return make_env(1)
+def make_train_2(): return make_env(2)
+def make_train_3(): return make_env(3)
+def make_train_4(): return make_env(4)
+def make_train_5(): return make_env(5)
+def make_train_6(): return make_env(6)
+def make_train_7(): return make_env(7)
+def make_train_8(): return make_env(8)
+def make_train_9(): return make_env(9)
+def make_train_10(): return make_env(10)
+def make_train_11(): return make_env(11)
+def make_train_12(): return make_env(12)
+

@@ -1,0 +1,53 @@
+"""Write game frames to a video file (.mp4 through ffmpeg, .gif through Pillow)."""
+import os
+
+import numpy as np
+
+GENESIS_FPS = 60
+
+
+class EpisodeFrames:
+    """Frames [H, W, 3] uint8 grouped by episode, as env.RecordFrames hands them over."""
+
+    def __init__(self):
+        self.episodes = []   # [episode] of [frame]
+
+    def new_episode(self, frame) -> None:
+        self.episodes.append([frame])
+
+    def add(self, frame) -> None:
+        self.episodes[-1].append(frame)
+
+    def frames(self, n_episodes: int) -> list:
+        """The frames of the first n episodes (an env resets itself after its last one: that is left out)."""
+        return [frame for episode in self.episodes[:n_episodes] for frame in episode]
+
+
+class VideoError(ValueError):
+    """A video that cannot be written; the message says what to do."""
+
+
+def check_video_path(path: str) -> None:
+    """Raise VideoError early (before any playing) for an extension or folder that cannot work."""
+    if os.path.splitext(path)[1].lower() not in (".mp4", ".gif"):
+        raise VideoError(f"--record {path!r}: the file must end in .mp4 or .gif")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise VideoError(f"--record {path!r}: the folder {folder} does not exist")
+
+
+def write_video(path: str, frames, fps: int = GENESIS_FPS, gif_every: int = 2) -> int:
+    """frames: sequence of [H, W, 3] uint8. A GIF keeps every `gif_every`-th frame (GIF timing is coarse).
+    Returns the number of frames written."""
+    import imageio.v2 as imageio
+    check_video_path(path)
+    if os.path.splitext(path)[1].lower() == ".gif":
+        frames = list(frames)[::gif_every]
+        imageio.mimsave(path, [np.asarray(f) for f in frames], duration=1000.0 * gif_every / fps, loop=0)
+        return len(frames)
+    count = 0
+    with imageio.get_writer(path, fps=fps, codec="libx264", quality=7, macro_block_size=1) as writer:
+        for frame in frames:
+            writer.append_data(np.asarray(frame))
+            count += 1
+    return count

@@ -1,0 +1,236 @@
+"""Vector environments, baselines-style: `reset() -> obs`, `step(actions) -> obs, rewards, dones, infos`.
+
+Both classes share one stepping function, so their semantics are identical:
+- an env whose episode ends is reset in the same step: the returned observation is the new episode's first,
+  and that env's info carries 'final_observation' (the last observation of the ended episode), 'truncated'
+  (True when a time limit cut the episode) and, from `env.EpisodeStats`, 'episode' (raw return and length);
+- env i is seeded with `seed + i` on its first reset.
+
+`SubprocVecEnv` runs one env per process (stable-retro allows one emulator per process). gymnasium's
+AsyncVectorEnv has the same layout but cannot name the level whose worker failed or replace one dead
+worker while the others go on; both matter for runs that last days, so the small worker protocol is here.
+"""
+import multiprocessing as mp
+import multiprocessing.connection
+import signal
+import traceback
+
+import numpy as np
+
+
+class WorkerError(RuntimeError):
+    """An env worker raised, died or hung; the message names the env and its level."""
+
+    def __init__(self, env_idx: int, name: str, cause: str):
+        self.env_idx, self.name, self.cause = env_idx, name, cause
+        super().__init__(f"env {env_idx} ({name}) failed: {cause}")
+
+
+def step_with_autoreset(env, action) -> tuple:
+    """One step of a gymnasium env, reset in the same call when the episode ends: (obs, reward, done, info)."""
+    obs, reward, terminated, truncated, info = env.step(action)
+    done = bool(terminated or truncated)
+    if done:
+        info = dict(info, final_observation=obs, truncated=bool(truncated and not terminated))
+        obs, _ = env.reset()
+    return obs, float(reward), done, info
+
+
+class DummyVecEnv:
+    """All envs in this process, stepped one after another (tests, play, a single emulator)."""
+
+    def __init__(self, env_fns, seed: int = 0, names=None):
+        self.envs = [fn() for fn in env_fns]
+        self.num_envs = len(self.envs)
+        self.names = list(names) if names else [f"env {i}" for i in range(self.num_envs)]
+        self.observation_space = self.envs[0].observation_space
+        self.action_space = self.envs[0].action_space
+        self.seed = seed
+        self.restarts = 0
+        self._actions = None
+
+    def reset(self) -> np.ndarray:  # -> [nenvs, *obs_shape]
+        return np.stack([env.reset(seed=self.seed + i)[0] for i, env in enumerate(self.envs)])
+
+    def step_async(self, actions) -> None:  # actions [nenvs]
+        self._actions = actions
+
+    def step_wait(self) -> tuple:
+        results = [step_with_autoreset(env, action) for env, action in zip(self.envs, self._actions)]
+        return _stack_results(results)
+
+    def step(self, actions) -> tuple:
+        self.step_async(actions)
+        return self.step_wait()
+
+    def close(self) -> None:
+        for env in self.envs:
+            env.close()
+        self.envs = []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def _stack_results(results) -> tuple:
+    """[(obs, reward, done, info)] -> obs [nenvs, ...], rewards [nenvs] float32, dones [nenvs] bool, infos."""
+    obs, rewards, dones, infos = zip(*results)
+    return np.stack(obs), np.asarray(rewards, np.float32), np.asarray(dones, bool), list(infos)
+
+
+def _worker(conn, env_fn, seed: int) -> None:
+    """Body of one env process: answers ('ok', payload) or ('error', traceback) to each command."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C is the learner's to handle; it closes us
+    env = None
+    try:
+        env = env_fn()
+        conn.send(("ok", (env.observation_space, env.action_space)))
+        while True:
+            command, data = conn.recv()
+            if command == "step":
+                conn.send(("ok", step_with_autoreset(env, data)))
+            elif command == "reset":
+                conn.send(("ok", env.reset(seed=seed)[0]))
+                seed = None                        # only the first reset is seeded
+            elif command == "close":
+                break
+    except (EOFError, BrokenPipeError, KeyboardInterrupt):
+        pass                                       # the learner is gone: exit quietly
+    except Exception:
+        try:
+            conn.send(("error", traceback.format_exc()))
+        except (BrokenPipeError, OSError):
+            pass
+    finally:
+        if env is not None:
+            env.close()
+        conn.close()
+
+
+class SubprocVecEnv:
+    """One env per process. A worker that raises, dies or hangs for `timeout` s raises WorkerError naming
+    its env, unless `restart` is set: then it is replaced by a fresh process, its env reports done=True
+    for that step (with info['worker_restarted'] = the cause) and `restarts` counts it."""
+
+    def __init__(self, env_fns, seed: int = 0, names=None, restart: bool = False, timeout: float = 60.0):
+        self.env_fns = list(env_fns)
+        self.num_envs = len(self.env_fns)
+        self.names = list(names) if names else [f"env {i}" for i in range(self.num_envs)]
+        self.seed, self.restart, self.timeout = seed, restart, timeout
+        self.restarts = 0
+        self.closed = False
+        self.ctx = mp.get_context("forkserver")
+        self.conns = [None] * self.num_envs
+        self.procs = [None] * self.num_envs
+        try:
+            for idx in range(self.num_envs):
+                self._start(idx)
+            spaces = [self._receive(idx, "start") for idx in range(self.num_envs)]
+        except BaseException:
+            self.close()
+            raise
+        self.observation_space, self.action_space = spaces[0]
+
+    # -- processes
+    def _start(self, idx: int, seed=None) -> None:
+        parent_conn, child_conn = self.ctx.Pipe()
+        seed = self.seed + idx if seed is None else seed
+        proc = self.ctx.Process(target=_worker, args=(child_conn, self.env_fns[idx], seed),
+                                name=f"env-{idx}", daemon=True)
+        proc.start()
+        child_conn.close()
+        self.conns[idx], self.procs[idx] = parent_conn, proc
+
+    def _receive(self, idx: int, what: str):
+        """The payload of worker idx's answer, or WorkerError naming why there is none."""
+        conn, proc = self.conns[idx], self.procs[idx]
+        ready = mp.connection.wait([conn, proc.sentinel], timeout=self.timeout)
+        if not ready:
+            raise WorkerError(idx, self.names[idx], f"no answer to '{what}' within {self.timeout:g} s (hung)")
+        try:
+            status, payload = conn.recv()
+        except (EOFError, OSError):
+            proc.join(timeout=1.0)
+            raise WorkerError(idx, self.names[idx], f"its process died (exit code {proc.exitcode})") from None
+        if status == "error":
+            last_line = payload.strip().splitlines()[-1]
+            raise WorkerError(idx, self.names[idx], f"{last_line}\n{payload}")
+        return payload
+
+    def _send(self, idx: int, message) -> None:
+        try:
+            self.conns[idx].send(message)
+        except (BrokenPipeError, OSError):
+            pass   # the worker is gone; _receive reports it
+
+    def _replace(self, idx: int, error: WorkerError) -> np.ndarray:
+        """Start a fresh worker for env idx and return its first observation."""
+        self._stop(idx)
+        self.restarts += 1
+        self._start(idx, seed=self.seed + idx + 1_000_003 * self.restarts)
+        self._receive(idx, "start")
+        self._send(idx, ("reset", None))
+        return self._receive(idx, "reset")
+
+    def _stop(self, idx: int) -> None:
+        conn, proc = self.conns[idx], self.procs[idx]
+        if proc is None:
+            return
+        if proc.is_alive():
+            self._send(idx, ("close", None))
+            proc.join(timeout=2.0)
+        if proc.is_alive():
+            proc.terminate()
+            proc.join(timeout=2.0)
+        if proc.is_alive():
+            proc.kill()
+            proc.join()
+        conn.close()
+        self.conns[idx] = self.procs[idx] = None
+
+    # -- the vector env API
+    def reset(self) -> np.ndarray:  # -> [nenvs, *obs_shape]
+        for idx in range(self.num_envs):
+            self._send(idx, ("reset", None))
+        return np.stack([self._receive(idx, "reset") for idx in range(self.num_envs)])
+
+    def step_async(self, actions) -> None:  # actions [nenvs]
+        for idx, action in enumerate(actions):
+            self._send(idx, ("step", action))
+
+    def step_wait(self) -> tuple:
+        results = []
+        for idx in range(self.num_envs):
+            try:
+                results.append(self._receive(idx, "step"))
+            except WorkerError as error:
+                if not self.restart:
+                    raise
+                obs = self._replace(idx, error)
+                results.append((obs, 0.0, True, {"worker_restarted": str(error).splitlines()[0]}))
+        return _stack_results(results)
+
+    def step(self, actions) -> tuple:
+        self.step_async(actions)
+        return self.step_wait()
+
+    def close(self) -> None:
+        """Stop every worker (politely, then by force); safe to call twice."""
+        if self.closed:
+            return
+        self.closed = True
+        for idx in range(self.num_envs):
+            self._stop(idx)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        if not getattr(self, "closed", True):
+            self.close()
