@@ -9,7 +9,7 @@ import argparse
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")   # keep TensorFlow's start-up chatter out of the output
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")   # keep TensorFlow's start-up chatter out of the output
 
 from config import TrainConfig, add_config_arguments, config_from_args
 
@@ -81,7 +81,7 @@ def resumed_config(args, explicit: set):
 
 def train(args, explicit: set) -> str:
     import env as envs
-    from checkpoint import ensure_writable
+    from checkpoint import ensure_writable, resolve_checkpoint
     from config import ConfigError, validate
 
     checkpoint_dir = run_dir = None
@@ -93,15 +93,19 @@ def train(args, explicit: set) -> str:
     notice = envs.fallback_notice(config.game, game)
     if notice:
         print(notice, flush=True)
-    levels = [lv.strip() for lv in config.levels.split(",") if lv.strip()] or envs.default_levels(game)
+    chosen = [lv.strip() for lv in config.levels.split(",") if lv.strip()]
+    levels = chosen or envs.default_levels(game)
     envs.check_levels(game, levels)
-    config.num_envs = config.num_envs or len(levels)
+    # default: one env per chosen level, else as many as env.LEVELS has (13; the default game repeats its level)
+    config.num_envs = config.num_envs or len(chosen or envs.LEVELS)
     validate(config)
     if config.vec_env == "dummy" and config.num_envs > 1:
         raise ConfigError("--vec-env dummy runs every env in this process, and stable-retro allows one emulator "
                           "per process: use --vec-env subproc or --num-envs 1")
     ensure_writable(config.runs_dir, "runs")
     ensure_writable(config.models_dir, "models")
+    if args.init_weights:   # a wrong path is reported now, before envs start or a run folder is made
+        resolve_checkpoint(args.init_weights, config.models_dir)
     if run_dir is None:
         name = config.run_name or f"{game.split('-')[0]}-{__import__('time').strftime('%Y%m%d-%H%M%S')}"
         run_dir = os.path.join(config.runs_dir, name)
@@ -155,19 +159,13 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     explicit = explicit_options(parser, sys.argv[1:] if argv is None else argv)
-    from errors import USER_ERRORS, RUN_ERRORS
+    from errors import run_command
     try:
-        train(args, explicit)
-    except USER_ERRORS as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except RUN_ERRORS as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted twice: stopped without saving; the last checkpoint is intact", file=sys.stderr)
-        return 130
-    return 0
+        return run_command(train, args, explicit, interrupted="interrupted (twice, or while starting): stopped "
+                                                               "without saving; the last checkpoint is intact")
+    finally:
+        from vec_env import stop_helper_processes
+        stop_helper_processes()   # reap multiprocessing's fork server and resource tracker: no orphan is left
 
 
 if __name__ == "__main__":

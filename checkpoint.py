@@ -36,11 +36,16 @@ def _fsync_dir(path: str) -> None:
 def write_atomic(path: str, text: str) -> None:
     """Replace the file at `path` with `text` so that a reader sees the old or the new content, never a part."""
     tmp = f"{path}{TMP_MARK}{os.getpid()}"
-    with open(tmp, "w") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):           # a full disk: leave no partial temporary file behind
+            os.remove(tmp)
+        raise
     _fsync_dir(os.path.dirname(os.path.abspath(path)))
 
 
@@ -64,6 +69,18 @@ def ensure_writable(folder: str, what: str) -> None:
     except OSError as error:
         raise CheckpointError(f"cannot write to the {what} folder {folder!r} ({error.strerror or error}): "
                               f"choose another with --{what.replace(' ', '-')}-dir or fix its permissions") from None
+
+
+def remove_tree(path: str) -> None:
+    """Delete a folder so that a kill at any instant leaves it whole or gone from its name: it is renamed to a
+    temporary name first (which remove_leftovers deletes on the next start), then deleted."""
+    doomed = f"{path}{TMP_MARK}old-{os.getpid()}"
+    shutil.rmtree(doomed, ignore_errors=True)
+    try:
+        os.rename(path, doomed)
+    except FileNotFoundError:
+        return
+    shutil.rmtree(doomed, ignore_errors=True)
 
 
 def is_checkpoint(path: str) -> bool:
@@ -112,6 +129,7 @@ class RunFolder:
         name = f"{update:06d}"
         final = os.path.join(self.checkpoints_dir, name)
         tmp = f"{final}{TMP_MARK}{os.getpid()}"
+        renamed = False
         try:
             shutil.rmtree(tmp, ignore_errors=True)
             os.makedirs(tmp)
@@ -124,9 +142,10 @@ class RunFolder:
             for file in os.listdir(tmp):
                 with open(os.path.join(tmp, file), "rb") as fh:
                     os.fsync(fh.fileno())
-            if os.path.isdir(final):       # the same update saved twice (a stop right after a save)
-                shutil.rmtree(final)
+            if os.path.isdir(final):       # left by a run killed before its pointers named it (see discard_after)
+                remove_tree(final)
             os.rename(tmp, final)
+            renamed = True
             _fsync_dir(self.checkpoints_dir)
             write_atomic(os.path.join(self.checkpoints_dir, "latest"), name)
             if score is not None and self._is_best(score):
@@ -135,6 +154,8 @@ class RunFolder:
             write_atomic(os.path.join(self.models_dir, "latest"), os.path.abspath(final))
         except Exception as error:
             shutil.rmtree(tmp, ignore_errors=True)
+            if renamed and read_pointer(os.path.join(self.checkpoints_dir, "latest")) != name:
+                remove_tree(final)         # complete but named by no pointer: back to the previous set exactly
             reason = getattr(error, "strerror", None) or getattr(error, "message", None) or str(error)
             raise CheckpointError(f"could not write checkpoint {final!r}: {reason}. The previous checkpoint "
                                   "is intact; free disk space or choose another --runs-dir, then --resume") from None
@@ -160,7 +181,32 @@ class RunFolder:
         protected = {read_pointer(os.path.join(self.checkpoints_dir, p)) for p in ("latest", "best")}
         for name in self.checkpoints()[:-keep]:
             if name not in protected:
-                shutil.rmtree(os.path.join(self.checkpoints_dir, name), ignore_errors=True)
+                remove_tree(os.path.join(self.checkpoints_dir, name))
+
+    def discard_after(self, update: int) -> None:
+        """Delete the checkpoints newer than `update` (the one a run resumes from): they belong to a future
+        that the resumed run replays, and a later save of the same update must never delete a folder that a
+        pointer names. Pointers move first, so at every instant they name complete checkpoints."""
+        newer = [n for n in os.listdir(self.checkpoints_dir) if n.isdigit() and int(n) > update]
+        if not newer:
+            return
+        kept = [n for n in self.checkpoints() if int(n) <= update]
+        name = f"{update:06d}"
+        if read_pointer(os.path.join(self.checkpoints_dir, "latest")) in newer and name in kept:
+            write_atomic(os.path.join(self.checkpoints_dir, "latest"), name)
+        if read_pointer(os.path.join(self.checkpoints_dir, "best")) in newer:
+            scored = [(load_state(os.path.join(self.checkpoints_dir, n)).get("score"), n) for n in kept]
+            scored = [(s, n) for s, n in scored if s is not None]
+            if scored:   # the best earlier one (the first of equals, as _is_best picks)
+                write_atomic(os.path.join(self.checkpoints_dir, "best"), max(scored, key=lambda sn: (sn[0], -int(sn[1])))[1])
+            else:
+                os.remove(os.path.join(self.checkpoints_dir, "best"))
+        models_latest = read_pointer(os.path.join(self.models_dir, "latest"))
+        if models_latest and os.path.dirname(models_latest) == os.path.abspath(self.checkpoints_dir) \
+                and os.path.basename(models_latest) in newer and name in kept:
+            write_atomic(os.path.join(self.models_dir, "latest"), os.path.join(os.path.abspath(self.checkpoints_dir), name))
+        for stale in newer:
+            remove_tree(os.path.join(self.checkpoints_dir, stale))
 
     def latest(self):
         name = read_pointer(os.path.join(self.checkpoints_dir, "latest"))
@@ -174,7 +220,9 @@ def load_state(checkpoint_dir: str) -> dict:
         with open(path) as fh:
             return json.load(fh)
     except FileNotFoundError:
-        raise CheckpointError(f"{checkpoint_dir!r} is not a checkpoint of this project (no {STATE_FILE})") from None
+        raise CheckpointError(f"{checkpoint_dir!r} is not a checkpoint folder written by agent.py (no {STATE_FILE}): "
+                              "resume from a run folder or runs/NAME/checkpoints/N, or start a new run from these "
+                              "weights with --init-weights") from None
     except (OSError, ValueError) as error:
         raise CheckpointError(f"the checkpoint {checkpoint_dir!r} is corrupt ({STATE_FILE}: {error}); "
                               "resume from an earlier one in the same folder") from None

@@ -22,7 +22,7 @@ class TrainConfig:
     # --- the environment ---
     game: str = field(default="auto", metadata={"help": "'auto' (Sonic when its ROM is imported, else the embedded default game), 'sonic', or a stable-retro game id"})
     levels: str = field(default="", metadata={"help": "comma-separated states to train on (default: env.LEVELS for Sonic, the game's first state otherwise)"})
-    num_envs: int = field(default=0, metadata={"help": "environments (one process each); 0 = one per level of env.LEVELS (13 for Sonic)"})
+    num_envs: int = field(default=0, metadata={"help": "environments (one process each); 0 = one per level: len(--levels), else len(env.LEVELS) = 13"})
     vec_env: str = field(default="subproc", metadata={"help": "'subproc' (one process per env) or 'dummy' (all in this process; one env only for emulators)"})
     seed: int = field(default=0, metadata={"help": "seed of the learner's and the environments' random generators"})
     # --- A2C (the seed's values) ---

@@ -7,6 +7,7 @@ import csv
 import math
 import os
 import sys
+import time
 
 import numpy as np
 import tensorflow.compat.v1 as tf
@@ -62,7 +63,10 @@ class RunLogger:
         self.stream = stream or sys.stdout
         self.csv_path = os.path.join(run_dir, "progress.csv")
         self.fieldnames = self._keep_csv_rows_until(start_timesteps)
-        self.writer = tf.summary.FileWriter(run_dir)
+        with tf.Graph().as_default():   # FileWriter refuses eager mode (TF2's default when model.py is not imported)
+            # a unique, chronologically sorting suffix: a resume within the same second must not overwrite the
+            # previous file (the name's time has 1 s resolution), and TensorBoard reads files in name order
+            self.writer = tf.summary.FileWriter(run_dir, filename_suffix=f".{time.time_ns()}")
         if start_timesteps:
             # TensorBoard discards events of earlier files with a larger step than a START session log
             self.writer.add_session_log(tf.SessionLog(status=tf.SessionLog.START), start_timesteps)

@@ -16,10 +16,11 @@ import tensorflow.compat.v1 as tf
 from checkpoint import CheckpointError, RunFolder, load_state, resolve_checkpoint
 from config import TrainConfig, validate
 from logger import RunLogger
+from rollout import RolloutObs
 from vec_env import WorkerError
 
-tf.disable_v2_behavior()
 tf.get_logger().setLevel("ERROR")   # TF1-API deprecation notices are expected here
+tf.disable_v2_behavior()
 
 EPISODE_WINDOW = 100   # episodes averaged in the table's ep_return_mean / ep_length_mean
 
@@ -189,10 +190,11 @@ class Runner:
         self.dones = np.zeros(env.num_envs, dtype=bool)     # [nenvs]
 
     def run(self, should_stop=lambda: False):
-        """-> obs [nenvs*nsteps, 96, 96, 4] uint8, actions [..] int32, returns [..] f32, values [..] f32,
-        episodes (list of info['episode'] dicts). Returns None when should_stop() turned True mid-way."""
+        """-> obs (RolloutObs: obs[indices] gives [n, 96, 96, 4] uint8; flat index = env * nsteps + step),
+        actions [nenvs*nsteps] int32, returns [..] f32, values [..] f32, episodes (list of info['episode']
+        dicts), all env-major as the seed's sf01. Returns None when should_stop() turned True mid-way."""
         nenvs = self.env.num_envs
-        mb_obs = np.zeros((self.nsteps, nenvs, *self.obs.shape[1:]), dtype=self.obs.dtype)
+        mb_obs = RolloutObs(self.nsteps, nenvs, self.obs.shape[1:], self.obs.dtype)   # stores 1 frame per step
         mb_actions = np.zeros((self.nsteps, nenvs), dtype=np.int32)
         mb_rewards = np.zeros((self.nsteps, nenvs), dtype=np.float32)
         mb_values = np.zeros((self.nsteps, nenvs), dtype=np.float32)
@@ -200,7 +202,8 @@ class Runner:
         episodes = []
         for step in range(self.nsteps):
             actions, values = self.model.step(self.obs)
-            mb_obs[step], mb_actions[step], mb_values[step], mb_dones[step] = self.obs, actions, values, self.dones
+            mb_obs.add(step, self.obs, self.dones)
+            mb_actions[step], mb_values[step], mb_dones[step] = actions, values, self.dones
             self.obs, rewards, self.dones, infos = self.env.step(actions)
             mb_rewards[step] = rewards + self._bootstrap(infos)
             episodes.extend(info["episode"] for info in infos if "episode" in info)
@@ -209,8 +212,8 @@ class Runner:
         last_values = self.model.value(self.obs)
         advantages, returns = compute_gae(mb_rewards, mb_values, mb_dones, last_values, self.dones,
                                           self.gamma, self.lam)
-        flat = (flatten_env_major(a) for a in (mb_obs, mb_actions, returns, mb_values))
-        return (*flat, episodes)
+        flat = (flatten_env_major(a) for a in (mb_actions, returns, mb_values))
+        return (mb_obs, *flat, episodes)
 
     def _bootstrap(self, infos) -> np.ndarray:
         """[nenvs] gamma * V(final observation) for episodes cut by the time limit, else 0."""
@@ -296,11 +299,10 @@ def learn(policy, env, nsteps, total_timesteps, gamma, lam, vf_coef, ent_coef, l
     nupdates = total_timesteps // batch_size
     run = RunFolder(run_dir or default_run_dir(runs_dir, getattr(env, "game", "A2C")), models_dir)
     saved_config = dict(config.to_dict(), **(extra_config or {}))
-    if resume_from:
-        run.create(dict(run.read_config(), **{k: saved_config[k] for k in ("total_timesteps", "log_interval",
-                                                                          "keep_checkpoints")}))
-    else:
-        run.create(saved_config)
+    # config.json records the settings in force (on resume, keys only the earlier config.json has are kept);
+    # the folder is written only once the checkpoint to start from has loaded, so a bad --resume or
+    # --init-weights leaves every file as it was
+    run_config = dict(run.read_config(), **saved_config) if resume_from else saved_config
 
     graph = tf.Graph()
     with graph.as_default(), tf.Session(graph=graph, config=session_config(tf_threads)) as sess, sess.as_default():
@@ -315,6 +317,9 @@ def learn(policy, env, nsteps, total_timesteps, gamma, lam, vf_coef, ent_coef, l
             rng.bit_generator.state = state.rng_state
         elif init_weights:
             model.load(resolve_checkpoint(init_weights, models_dir))
+        run.create(run_config)
+        if resume_from and os.path.dirname(os.path.abspath(resume_from)) == os.path.abspath(run.checkpoints_dir):
+            run.discard_after(state.update)
         runner = Runner(env, model, nsteps, total_timesteps, gamma, lam, bootstrap_truncated=not truncation_as_terminal)
         logger = RunLogger(run.path, total_timesteps, state.timesteps, progress, stream=stream)
         episodes = collections.deque(state.episodes, maxlen=EPISODE_WINDOW)
@@ -336,7 +341,6 @@ def learn(policy, env, nsteps, total_timesteps, gamma, lam, vf_coef, ent_coef, l
         update, timesteps = state.update, state.timesteps
         restarts_before = state.worker_restarts
         last_good = state
-        indices = np.arange(batch_size)
         stop = StopOnSignal()
         try:
             with stop:
@@ -349,6 +353,9 @@ def learn(policy, env, nsteps, total_timesteps, gamma, lam, vf_coef, ent_coef, l
                     obs, actions, returns, values, new_episodes = batch
                     t_sampled = time.time()
                     losses = []
+                    # shuffled afresh each update from the saved generator alone, so a resumed run draws the
+                    # same minibatches (a permutation carried over from earlier updates is not in a checkpoint)
+                    indices = np.arange(batch_size)
                     for _ in range(noptepochs):
                         rng.shuffle(indices)
                         for start in range(0, batch_size, minibatch_size):
@@ -388,7 +395,9 @@ def learn(policy, env, nsteps, total_timesteps, gamma, lam, vf_coef, ent_coef, l
             raise NonFiniteError(f"{error} at update {update + 1}; nothing was saved from it. The last good "
                                  f"checkpoint is {run.latest() or 'none (no update was saved yet)'}: lower --lr or "
                                  "--max-grad-norm and resume from it") from None
-        except WorkerError:
+        except WorkerError as error:
+            if error.details:   # the worker's traceback goes to the log; the error itself stays one line
+                logger.print(f"{error}; the worker's traceback:\n{error.details.rstrip()}")
             if saved_update != last_good.update:
                 logger.print(f"env worker failed; checkpoint of update {last_good.update}: {save(last_good)}")
             raise

@@ -9,7 +9,7 @@ import argparse
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")   # keep TensorFlow's start-up chatter out of the output
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")   # keep TensorFlow's start-up chatter out of the output
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,27 +47,17 @@ def choose_level(envs, game: str, level):
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    from errors import RUN_ERRORS, USER_ERRORS
-    from recording import VideoError
-    try:
-        return watch(args)
-    except USER_ERRORS + (VideoError,) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except RUN_ERRORS as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("stopped", file=sys.stderr)
-        return 130
+    from errors import run_command
+    return run_command(watch, args)
 
 
 def watch(args) -> int:
     import env as envs
     from checkpoint import resolve_checkpoint
+    from config import ConfigError
     from recording import EpisodeFrames, check_video_path, write_video
     if args.episodes <= 0:
-        raise envs.GameError("--episodes must be positive")
+        raise ConfigError("--episodes must be positive")
     if args.record:
         check_video_path(args.record)
     game = envs.resolve_game(args.game)

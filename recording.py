@@ -36,9 +36,10 @@ def check_video_path(path: str) -> None:
         raise VideoError(f"--record {path!r}: the folder {folder} does not exist")
 
 
-def write_video(path: str, frames, fps: int = GENESIS_FPS, gif_every: int = 2) -> int:
-    """frames: sequence of [H, W, 3] uint8. A GIF keeps every `gif_every`-th frame (GIF timing is coarse).
-    Returns the number of frames written."""
+def write_video(path: str, frames, fps: int = GENESIS_FPS, gif_every: int = 3) -> int:
+    """frames: sequence of [H, W, 3] uint8. A GIF keeps every `gif_every`-th frame: GIF delays are whole
+    hundredths of a second, and 3 frames at 60 fps are exactly 5 of them, so it plays at the game's speed.
+    (Pillow merges identical consecutive GIF frames into one longer frame.) Returns the frames handed over."""
     import imageio.v2 as imageio
     check_video_path(path)
     if os.path.splitext(path)[1].lower() == ".gif":

@@ -12,17 +12,21 @@ worker while the others go on; both matter for runs that last days, so the small
 """
 import multiprocessing as mp
 import multiprocessing.connection
+import os
 import signal
+import threading
+import time
 import traceback
 
 import numpy as np
 
 
 class WorkerError(RuntimeError):
-    """An env worker raised, died or hung; the message names the env and its level."""
+    """An env worker raised, died or hung; the message (one line) names the env, its level and the cause;
+    `details` holds the worker's traceback when it raised."""
 
-    def __init__(self, env_idx: int, name: str, cause: str):
-        self.env_idx, self.name, self.cause = env_idx, name, cause
+    def __init__(self, env_idx: int, name: str, cause: str, details: str = ""):
+        self.env_idx, self.name, self.cause, self.details = env_idx, name, cause, details
         super().__init__(f"env {env_idx} ({name}) failed: {cause}")
 
 
@@ -48,9 +52,13 @@ class DummyVecEnv:
         self.seed = seed
         self.restarts = 0
         self._actions = None
+        self._seeded = False
 
     def reset(self) -> np.ndarray:  # -> [nenvs, *obs_shape]
-        return np.stack([env.reset(seed=self.seed + i)[0] for i, env in enumerate(self.envs)])
+        # only the first reset is seeded, as in SubprocVecEnv's workers: a later reset continues the streams
+        seeds = [None] * self.num_envs if self._seeded else [self.seed + i for i in range(self.num_envs)]
+        self._seeded = True
+        return np.stack([env.reset(seed=s)[0] for s, env in zip(seeds, self.envs)])
 
     def step_async(self, actions) -> None:  # actions [nenvs]
         self._actions = actions
@@ -83,7 +91,9 @@ def _stack_results(results) -> tuple:
 
 def _worker(conn, env_fn, seed: int) -> None:
     """Body of one env process: answers ('ok', payload) or ('error', traceback) to each command."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C is the learner's to handle; it closes us
+    signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C and SIGTERM are the learner's to handle: it
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # finishes its step, saves and closes us (even when the
+    #                                                signal went to the whole process group: timeout, systemd)
     env = None
     try:
         env = env_fn()
@@ -110,10 +120,69 @@ def _worker(conn, env_fn, seed: int) -> None:
         conn.close()
 
 
+def start_forkserver() -> None:
+    """Start multiprocessing's fork server (and resource tracker) ignoring SIGINT and SIGTERM: the server and
+    the workers it forks leave those signals to the learner, which finishes its step and closes them. A SIGTERM
+    sent to the whole process group (`timeout`, systemd) would otherwise kill the server and orphan its workers.
+    An ignored disposition survives exec; the signals are blocked meanwhile, so one that arrives then is not
+    lost but reaches the learner's own handler afterwards. (Only the main thread may change dispositions.)"""
+    from multiprocessing import forkserver
+    signals = (signal.SIGINT, signal.SIGTERM)
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+    handlers = {}
+    try:
+        if threading.current_thread() is threading.main_thread():
+            handlers = {signum: signal.signal(signum, signal.SIG_IGN) for signum in signals}
+        forkserver.ensure_running()
+    finally:
+        for signum, handler in handlers.items():
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+
+
+def stop_forkserver(timeout: float = 5.0) -> None:
+    """Stop multiprocessing's fork server and reap it (it exits when the pipe that this process holds closes),
+    killing it after `timeout` s: a process forked from this one may hold that pipe open too."""
+    from multiprocessing import forkserver, util
+    server = getattr(forkserver, "_forkserver", None)
+    try:
+        with server._lock:
+            pid, address = server._forkserver_pid, server._forkserver_address
+            if pid is None:
+                return
+            os.close(server._forkserver_alive_fd)
+            server._forkserver_pid = server._forkserver_alive_fd = server._forkserver_address = None
+            deadline = time.monotonic() + timeout
+            while os.waitpid(pid, os.WNOHANG)[0] == 0:
+                if time.monotonic() > deadline:
+                    os.kill(pid, signal.SIGKILL)
+                    os.waitpid(pid, 0)
+                    break
+                time.sleep(0.01)
+            if address and not util.is_abstract_socket_namespace(address):
+                os.unlink(address)
+    except (AttributeError, OSError):   # another Python's internals, or already reaped: it exits by itself
+        pass
+
+
+def stop_helper_processes(resource_tracker: bool = True) -> None:
+    """Stop and reap multiprocessing's fork server (and its resource tracker): left to exit on their own when
+    this process ends, they would be orphans (zombies until something adopts and reaps them)."""
+    stop_forkserver()
+    if resource_tracker:   # only at the end of a program: it also unlinks what is still registered with it
+        from multiprocessing import resource_tracker as tracker
+        try:
+            tracker._resource_tracker._stop()
+        except Exception:  # not running, or a Python without the private _stop(): it exits by itself
+            pass
+
+
 class SubprocVecEnv:
     """One env per process. A worker that raises, dies or hangs for `timeout` s raises WorkerError naming
     its env, unless `restart` is set: then it is replaced by a fresh process, its env reports done=True
     for that step (with info['worker_restarted'] = the cause) and `restarts` counts it."""
+
+    _open = 0   # SubprocVecEnvs of this process not closed yet
 
     def __init__(self, env_fns, seed: int = 0, names=None, restart: bool = False, timeout: float = 60.0):
         self.env_fns = list(env_fns)
@@ -123,9 +192,13 @@ class SubprocVecEnv:
         self.restarts = 0
         self.closed = False
         self.ctx = mp.get_context("forkserver")
+        # the fork server imports the env factories' modules once; each worker is forked from it with them loaded
+        self.ctx.set_forkserver_preload(sorted({"__main__"} | {getattr(fn, "func", fn).__module__ for fn in self.env_fns}))
         self.conns = [None] * self.num_envs
         self.procs = [None] * self.num_envs
+        SubprocVecEnv._open += 1
         try:
+            start_forkserver()
             for idx in range(self.num_envs):
                 self._start(idx)
             spaces = [self._receive(idx, "start") for idx in range(self.num_envs)]
@@ -157,7 +230,7 @@ class SubprocVecEnv:
             raise WorkerError(idx, self.names[idx], f"its process died (exit code {proc.exitcode})") from None
         if status == "error":
             last_line = payload.strip().splitlines()[-1]
-            raise WorkerError(idx, self.names[idx], f"{last_line}\n{payload}")
+            raise WorkerError(idx, self.names[idx], last_line, details=payload)
         return payload
 
     def _send(self, idx: int, message) -> None:
@@ -182,10 +255,7 @@ class SubprocVecEnv:
         if proc.is_alive():
             self._send(idx, ("close", None))
             proc.join(timeout=2.0)
-        if proc.is_alive():
-            proc.terminate()
-            proc.join(timeout=2.0)
-        if proc.is_alive():
+        if proc.is_alive():   # hung: SIGKILL (a worker ignores SIGTERM, which is the learner's to handle)
             proc.kill()
             proc.join()
         conn.close()
@@ -224,6 +294,9 @@ class SubprocVecEnv:
         self.closed = True
         for idx in range(self.num_envs):
             self._stop(idx)
+        SubprocVecEnv._open -= 1
+        if SubprocVecEnv._open == 0:   # the last vector env of this process: its fork server goes too
+            stop_forkserver()
 
     def __enter__(self):
         return self

@@ -1,0 +1,222 @@
+"""Where the time and memory of training go, on the embedded default game (no ROM needed).
+
+    python bench/throughput.py                       # the 'matched' and 'seed' configurations, 3 repetitions
+    python bench/throughput.py --configs tiny --reps 1 --updates 1 --json out.json
+
+For each configuration it prints min / median / max over the repetitions of:
+  ceiling      agent steps/s of the project's vector env (full wrapper chain) with random actions
+  learn        agent steps/s of learn() over K updates after a warm-up update, and the split of each update
+               into sampling (env stepping + policy inference), training (the minibatch epochs) and the rest
+  train_op     samples/s of one RMSProp step at the run's minibatch size, alone
+  peak memory  the sum of PSS (RSS where PSS is unavailable) over the learner and its env workers, during learn
+plus the ratios the targets are stated in: sampling / ceiling, training / train_op, learn / ceiling.
+"""
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+import psutil  # noqa: E402
+
+import env as envs  # noqa: E402
+
+CONFIGS = {   # name -> (num_envs, nsteps, noptepochs, nminibatches)
+    "seed": (13, 2048, 4, 8),
+    "matched": (8, 512, 4, 8),
+    "tiny": (2, 64, 2, 4),
+}
+
+
+def make_vec_env(num_envs: int, seed: int):
+    game = envs.resolve_game("auto")
+    return envs.SubprocVecEnv(envs.env_fns(num_envs, game), seed=seed, names=envs.env_names(num_envs, game))
+
+
+def measure_ceiling(num_envs: int, steps: int, seed: int) -> float:
+    """Agent steps/s of the vector env with uniformly random actions, after a short warm-up."""
+    venv = make_vec_env(num_envs, seed)
+    try:
+        rng = np.random.default_rng(seed)
+        venv.reset()
+        for _ in range(20):
+            venv.step(rng.integers(0, venv.action_space.n, num_envs))
+        start = time.perf_counter()
+        for _ in range(steps):
+            venv.step(rng.integers(0, venv.action_space.n, num_envs))
+        return steps * num_envs / (time.perf_counter() - start)
+    finally:
+        venv.close()
+
+
+class PeakMemory:
+    """Samples the summed PSS of this process and its children every `interval` s in a thread."""
+
+    def __init__(self, interval: float = 0.5):
+        self.interval, self.peak_bytes, self.kind = interval, 0, "pss"
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self) -> int:
+        me = psutil.Process()
+        total = 0
+        for proc in [me] + me.children(recursive=True):
+            try:
+                info = proc.memory_full_info()
+                total += getattr(info, "pss", None) or info.rss
+                if not hasattr(info, "pss"):
+                    self.kind = "rss"
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                pass
+        return total
+
+    def _run(self):
+        while not self._stop.is_set():
+            self.peak_bytes = max(self.peak_bytes, self._sample())
+            self._stop.wait(self.interval)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
+def measure_learn(num_envs, nsteps, noptepochs, nminibatches, updates, seed) -> dict:
+    """learn() for 1 warm-up + `updates` updates; steps/s and the time split over the measured updates."""
+    from architecture import A2CPolicy
+    from model import learn
+    stats = []
+
+    def record(update_stats: dict) -> None:   # an update's full time runs from one callback to the next
+        stats.append(dict(update_stats, at=time.perf_counter()))
+    venv = make_vec_env(num_envs, seed)
+    try:
+        with tempfile.TemporaryDirectory() as tmp, PeakMemory() as memory:
+            learn(A2CPolicy, venv, nsteps, num_envs * nsteps * (updates + 1), 0.99, 0.95, 0.5, 0.01, 2e-4, 0.5,
+                  log_interval=10 ** 9, noptepochs=noptepochs, nminibatches=nminibatches, seed=seed,
+                  run_dir=os.path.join(tmp, "run"), runs_dir=tmp, models_dir=os.path.join(tmp, "models"),
+                  progress=False, callback=record, stream=open(os.devnull, "w"))
+    finally:
+        venv.close()
+    measured = stats[1:]
+    total = stats[-1]["at"] - stats[0]["at"]    # the measured updates, logging and checkpoints included
+    sample = sum(s["t_sample"] for s in measured)
+    train = sum(s["t_train"] for s in measured)
+    samples_per_update = num_envs * nsteps
+    return {"steps_per_s": samples_per_update * len(measured) / total,
+            "sampling_steps_per_s": samples_per_update * len(measured) / sample,
+            "training_samples_per_s": samples_per_update * noptepochs * len(measured) / train,
+            "share_sampling": sample / total, "share_training": train / total,
+            "share_rest": (total - sample - train) / total,
+            "peak_memory_mib": memory.peak_bytes / 2 ** 20, "memory_kind": memory.kind}
+
+
+def measure_train_op(minibatch: int, steps: int, seed: int) -> float:
+    """Samples/s of Model.train alone on one fixed random minibatch (uint8 frames fed as in learn)."""
+    import gymnasium as gym
+    import tensorflow.compat.v1 as tf
+    from architecture import A2CPolicy
+    from model import Model, session_config
+    rng = np.random.default_rng(seed)
+    ob_space = gym.spaces.Box(0, 255, (96, 96, 4), np.uint8)
+    obs = rng.integers(0, 256, (minibatch, 96, 96, 4), dtype=np.uint8)
+    actions = rng.integers(0, 7, minibatch).astype(np.int32)
+    returns, values = rng.random(minibatch, dtype=np.float32), rng.random(minibatch, dtype=np.float32)
+    with tf.Graph().as_default(), tf.Session(config=session_config()) as sess, sess.as_default():
+        model = Model(A2CPolicy, ob_space, gym.spaces.Discrete(7), 1, minibatch, 0.01, 0.5, 0.5)
+        model.train(obs, actions, returns, values, 2e-4)
+        start = time.perf_counter()
+        for _ in range(steps):
+            model.train(obs, actions, returns, values, 2e-4)
+        return minibatch * steps / (time.perf_counter() - start)
+
+
+def spread(values) -> dict:
+    return {"min": min(values), "median": statistics.median(values), "max": max(values), "values": values}
+
+
+def machine() -> dict:
+    from importlib import metadata
+    versions = {}
+    for package in ("tensorflow", "stable-retro", "gymnasium", "numpy", "opencv-python-headless"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    return {"cores": os.cpu_count(), "load_average": os.getloadavg(), "python": platform.python_version(),
+            "processor": platform.processor() or platform.machine(), "versions": versions,
+            "memory_gib": round(psutil.virtual_memory().total / 2 ** 30, 1)}
+
+
+def run_config(name: str, reps: int, updates: int, ceiling_steps: int, train_steps: int) -> dict:
+    num_envs, nsteps, noptepochs, nminibatches = CONFIGS[name]
+    minibatch = num_envs * nsteps // nminibatches
+    ceilings, learns, train_ops = [], [], []
+    for rep in range(reps):
+        ceilings.append(measure_ceiling(num_envs, ceiling_steps, seed=rep))
+        learns.append(measure_learn(num_envs, nsteps, noptepochs, nminibatches, updates, seed=rep))
+        train_ops.append(measure_train_op(minibatch, train_steps, seed=rep))
+    result = {"settings": {"num_envs": num_envs, "nsteps": nsteps, "noptepochs": noptepochs,
+                           "nminibatches": nminibatches, "minibatch": minibatch, "updates_measured": updates},
+              "ceiling_steps_per_s": spread(ceilings), "train_op_samples_per_s": spread(train_ops)}
+    for key in learns[0]:
+        if key != "memory_kind":
+            result[f"learn_{key}"] = spread([l[key] for l in learns])
+    result["memory_kind"] = learns[0]["memory_kind"]
+    # ratios within each repetition, then their spread
+    result["ratio_sampling_to_ceiling"] = spread([l["sampling_steps_per_s"] / c for l, c in zip(learns, ceilings)])
+    result["ratio_training_to_train_op"] = spread([l["training_samples_per_s"] / t for l, t in zip(learns, train_ops)])
+    result["ratio_learn_to_ceiling"] = spread([l["steps_per_s"] / c for l, c in zip(learns, ceilings)])
+    return result
+
+
+def print_result(name: str, result: dict, out=sys.stdout) -> None:
+    print(f"\n== {name}: {result['settings']}", file=out)
+    for key, value in result.items():
+        if isinstance(value, dict) and "median" in value:
+            print(f"  {key:<34} min {value['min']:>10.3f}  median {value['median']:>10.3f}  max {value['max']:>10.3f}",
+                  file=out)
+    print(f"  memory measured as {result['memory_kind'].upper()}", file=out)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--configs", default="matched,seed", help=f"comma-separated, of {', '.join(CONFIGS)}")
+    parser.add_argument("--reps", type=int, default=3, help="repetitions of every measurement")
+    parser.add_argument("--updates", type=int, default=2, help="learn() updates measured after the warm-up one")
+    parser.add_argument("--ceiling-steps", type=int, default=300, help="vector-env steps for the ceiling")
+    parser.add_argument("--train-steps", type=int, default=20, help="train-op calls timed")
+    parser.add_argument("--json", help="also write the figures to this JSON file")
+    args = parser.parse_args(argv)
+    names = [n.strip() for n in args.configs.split(",") if n.strip()]
+    unknown = [n for n in names if n not in CONFIGS]
+    if unknown or args.reps < 1 or args.updates < 1:
+        print(f"error: unknown configuration {unknown} (choose from {', '.join(CONFIGS)}) or reps/updates < 1",
+              file=sys.stderr)
+        return 2
+    report = {"machine": machine(), "game": envs.resolve_game("auto"), "configs": {}}
+    print(f"machine: {json.dumps(report['machine'])}\ngame: {report['game']}")
+    for name in names:
+        report["configs"][name] = run_config(name, args.reps, args.updates, args.ceiling_steps, args.train_steps)
+        print_result(name, report["configs"][name])
+    report["machine"]["load_average_after"] = os.getloadavg()
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(report, fh, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,140 @@
+"""Plot training runs side by side: `python plot.py runs/A runs/B -o runs.png` (`--help` for options).
+
+Reads each run folder's progress.csv (see logger.py) and draws the episode return (ep_return_mean) against
+total_timesteps, one line per run, with panels beside it for the losses and the explained variance.
+"""
+import argparse
+import csv
+import os
+import sys
+
+import numpy as np
+
+RETURN_COLUMN = "ep_return_mean"
+X_COLUMN = "total_timesteps"
+# panel column -> panel title, drawn right of the return panel in a 2 x 2 grid
+SIDE_PANELS = {
+    "policy_loss": "policy loss",
+    "value_loss": "value loss",
+    "policy_entropy": "policy entropy",
+    "explained_variance": "explained variance",
+}
+
+
+class PlotError(ValueError):
+    """A run folder that cannot be plotted; the message says why."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description="Plot episode return and losses of training runs from their "
+                                                 "progress.csv.",
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("runs", nargs="+", metavar="RUN", help="run folders (runs/<name>), each with a progress.csv")
+    parser.add_argument("-o", "--output", default="progress.png", help="the PNG file to write")
+    parser.add_argument("--smooth", type=int, default=10,
+                        help="moving-average window, in table rows (1: no smoothing)")
+    return parser
+
+
+def read_progress(run_dir: str) -> dict:
+    """run_dir/progress.csv -> column name -> [nrows] float64 (empty or non-numeric cells become NaN).
+
+    Raises PlotError when the file is missing, empty or lacks total_timesteps / ep_return_mean.
+    """
+    path = os.path.join(run_dir, "progress.csv")
+    if not os.path.isfile(path):
+        raise PlotError(f"{run_dir}: no progress.csv (not a run folder, or the run has not logged a row yet)")
+    with open(path, newline="") as fh:
+        reader = csv.DictReader(fh)
+        rows = list(reader)
+        fieldnames = reader.fieldnames or []
+    missing = [c for c in (X_COLUMN, RETURN_COLUMN) if c not in fieldnames]
+    if missing:
+        raise PlotError(f"{path}: no column {', '.join(missing)} (is it a progress.csv of this project?)")
+    if not rows:
+        raise PlotError(f"{path}: no rows yet (the run has not logged its first update)")
+    return {name: np.array([_to_float(row.get(name)) for row in rows]) for name in fieldnames}
+
+
+def _to_float(cell) -> float:
+    try:
+        return float(cell)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def smooth(values: np.ndarray, window: int) -> np.ndarray:
+    """Trailing moving average of [n] values over `window` rows, NaN ignored -> [n] float64.
+
+    The first rows average what there is so far; a row whose window holds only NaN stays NaN.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    finite = np.isfinite(values)
+    sums = np.cumsum(np.where(finite, values, 0.0))
+    counts = np.cumsum(finite)
+    window = max(1, int(window))
+    sums[window:] = sums[window:] - sums[:-window]
+    counts[window:] = counts[window:] - counts[:-window]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+
+
+def run_label(run_dir: str) -> str:
+    """The legend name of a run: its folder name."""
+    return os.path.basename(os.path.normpath(run_dir)) or run_dir
+
+
+def make_figure(runs: dict, window: int):
+    """runs: label -> columns (read_progress) -> a matplotlib Figure: the return panel on the left, the
+    SIDE_PANELS in a 2 x 2 grid on the right, one colour per run in every panel."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    figure = plt.figure(figsize=(15, 6), layout="constrained")
+    grid = figure.add_gridspec(2, 4)
+    return_axes = figure.add_subplot(grid[:, :2])
+    side_axes = [figure.add_subplot(grid[i // 2, 2 + i % 2]) for i in range(len(SIDE_PANELS))]
+    for index, (label, columns) in enumerate(runs.items()):
+        colour = f"C{index % 10}"
+        steps = columns[X_COLUMN]                                   # [nrows]
+        return_axes.plot(steps, columns[RETURN_COLUMN], color=colour, alpha=0.25, linewidth=1)
+        return_axes.plot(steps, smooth(columns[RETURN_COLUMN], window), color=colour, linewidth=2, label=label)
+        for axes, column in zip(side_axes, SIDE_PANELS):
+            if column in columns:
+                axes.plot(steps, smooth(columns[column], window), color=colour, linewidth=1.5)
+    return_axes.set(title=f"episode return (mean of the last 100 episodes, smoothed over {window} rows)",
+                    xlabel="timesteps", ylabel="episode return")
+    return_axes.legend(loc="best")
+    for axes, title in zip(side_axes, SIDE_PANELS.values()):
+        axes.set(title=title, xlabel="timesteps")
+    for axes in [return_axes, *side_axes]:
+        axes.grid(alpha=0.3)
+        axes.ticklabel_format(axis="x", style="sci", scilimits=(0, 4))
+    return figure
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.smooth < 1:
+            raise PlotError("--smooth must be at least 1")
+        if not args.output.lower().endswith(".png"):
+            raise PlotError(f"-o {args.output!r}: the file must end in .png")
+        folder = os.path.dirname(os.path.abspath(args.output))
+        if not os.path.isdir(folder):
+            raise PlotError(f"-o {args.output!r}: the folder {folder} does not exist")
+        runs = {}
+        for run_dir in args.runs:
+            label = run_label(run_dir)
+            runs[label if label not in runs else run_dir] = read_progress(run_dir)
+    except PlotError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    figure = make_figure(runs, args.smooth)
+    figure.savefig(args.output, dpi=100)
+    print(f"wrote {args.output} ({len(runs)} run(s))")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,99 @@
+"""Rollout storage for observations that are stacks of the last k frames.
+
+A stacked observation [H, W, k] repeats k-1 frames of the one before it, so a rollout stored as stacks holds
+every frame k times (the seed's buffer at 13 envs x 2048 steps: about 1 GiB of uint8). `RolloutObs` keeps the
+newest frame of each step, the stacks the rollout started from and the episode starts, and rebuilds stacks
+only for the minibatch being trained on. It checks at every step that the env really stacks frames that way
+(env.FrameStack: shift by one, all slots equal to the first frame after a reset); the first time an
+observation breaks that rule it falls back to storing whole observations, so any env gives exact results.
+"""
+import numpy as np
+
+
+class RolloutObs:
+    """Observations of one rollout, added step by step, read back as a flat env-major batch.
+
+    add(step, obs [nenvs, H, W, k] uint8, starts [nenvs] bool: obs starts a new episode)
+    len(self) = nenvs * nsteps; self[indices [n]] -> [n, H, W, k] with flat index = env * nsteps + step.
+    """
+
+    def __init__(self, nsteps: int, nenvs: int, obs_shape: tuple, dtype=np.uint8):
+        self.nsteps, self.nenvs = nsteps, nenvs
+        self.obs_shape, self.dtype = tuple(obs_shape), dtype
+        self.k = self.obs_shape[-1]
+        self.stackable = len(self.obs_shape) == 3 and self.k > 1
+        self.full = None if self.stackable else np.zeros((nsteps, nenvs, *self.obs_shape), dtype)
+        if self.stackable:
+            self.first = np.zeros((nenvs, *self.obs_shape), dtype)               # [nenvs, H, W, k]
+            self.frames = np.zeros((nenvs, nsteps, *self.obs_shape[:-1]), dtype)  # [nenvs, nsteps, H, W]
+        self.starts = np.zeros((nsteps, nenvs), dtype=bool)                       # [nsteps, nenvs]
+        self._previous = None
+        self._filled = 0
+
+    @property
+    def shape(self) -> tuple:
+        return (self.nenvs * self.nsteps, *self.obs_shape)
+
+    def __len__(self) -> int:
+        return self.nenvs * self.nsteps
+
+    def add(self, step: int, obs: np.ndarray, starts: np.ndarray) -> None:
+        self.starts[step] = starts
+        if self.full is None and step > 0 and not self._follows_stack(self._previous, obs, starts):
+            self._switch_to_full(step)
+        if self.full is not None:
+            self.full[step] = obs
+        else:
+            if step == 0:
+                self.first[:] = obs
+            self.frames[:, step] = obs[..., -1]
+        self._previous = obs
+        self._filled = step + 1
+
+    @staticmethod
+    def _follows_stack(previous, obs, starts) -> bool:
+        """obs [nenvs, H, W, k] is previous shifted by one frame, or (episode start) one frame repeated."""
+        go_on = ~starts
+        if go_on.any() and not np.array_equal(obs[go_on][..., :-1], previous[go_on][..., 1:]):
+            return False
+        if starts.any():
+            fresh = obs[starts]
+            return bool((fresh == fresh[..., -1:]).all())
+        return True
+
+    def _switch_to_full(self, filled: int) -> None:
+        """Rebuild the first `filled` steps as whole observations and store whole ones from now on."""
+        full = np.zeros((self.nsteps, self.nenvs, *self.obs_shape), self.dtype)
+        if filled:
+            steps = np.arange(filled)
+            for env in range(self.nenvs):
+                full[:filled, env] = self[env * self.nsteps + steps]
+        self.full = full
+        self.first = self.frames = None
+
+    def __getitem__(self, indices) -> np.ndarray:  # indices [n] int -> [n, H, W, k]
+        indices = np.asarray(indices)
+        envs, steps = np.divmod(indices, self.nsteps)
+        if self.full is not None:
+            return self.full[steps, envs]
+        out = np.empty((len(indices), *self.obs_shape), self.dtype)
+        last_start = self._last_start()[steps, envs]                  # [n] step of the episode start, or -1
+        for slot in range(self.k):
+            source = steps - (self.k - 1) + slot                       # [n] step whose newest frame fills `slot`
+            source = np.where(last_start >= 0, np.maximum(source, last_start), source)
+            from_first = source < 0                                    # before the rollout: from its first stacks
+            out[~from_first, ..., slot] = self.frames[envs[~from_first], source[~from_first]]
+            if from_first.any():
+                out[from_first, ..., slot] = self.first[envs[from_first], ..., (steps + slot)[from_first]]
+        return out
+
+    def _last_start(self) -> np.ndarray:
+        """[nsteps, nenvs]: the latest step in 1..t at which an episode started, -1 when none. A start at step 0
+        needs no mark: the rollout's first stacks are stored whole, whatever they hold."""
+        marks = np.where(self.starts, np.arange(self.nsteps)[:, None], -1)
+        marks[0] = -1
+        return np.maximum.accumulate(marks, axis=0)
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:  # -> [nenvs * nsteps, H, W, k]
+        whole = self[np.arange(len(self))]
+        return whole.astype(dtype) if dtype is not None else whole
