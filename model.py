@@ -4,7 +4,6 @@ TF1 graph code through `tensorflow.compat.v1` with v2 behaviour disabled, as the
 """
 import collections
 import dataclasses
-import json
 import os
 import signal
 import threading

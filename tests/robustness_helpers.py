@@ -42,6 +42,25 @@ def run_script(script: str, *args, timeout: float = 120) -> subprocess.Completed
                           text=True, timeout=timeout)
 
 
+def start_agent_until_checkpoint(runs, models, poll: float = 0.1, timeout: float = 180):
+    """Start a long agent.py run (run 'r', its own process group) and wait for its first checkpoint.
+    -> (the Popen, [the learner and all its descendants as psutil.Process])"""
+    import time
+    proc = subprocess.Popen(script_command("agent.py", *SMALL_RUN, "--total-timesteps", "100000", "--run-name", "r",
+                                           "--runs-dir", runs, "--models-dir", models),
+                            cwd=ROOT, env=script_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    deadline = time.monotonic() + timeout
+    while read_pointer(os.path.join(runs, "r", "checkpoints", "latest")) is None:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            out, err = proc.communicate()
+            pytest.fail(f"no checkpoint within {timeout} s (exit {proc.returncode}):\n{out}\n{err}")
+        time.sleep(poll)
+    learner = psutil.Process(proc.pid)
+    return proc, [learner] + learner.children(recursive=True)
+
+
 def error_lines(stderr: str) -> list:
     return [line for line in stderr.splitlines() if line.startswith("error:")]
 

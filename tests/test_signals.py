@@ -9,14 +9,12 @@ by init some time later or never."""
 import os
 import re
 import signal
-import subprocess
 import time
 
-import psutil
 import pytest
 
-from robustness_helpers import (ROOT, SMALL_RUN, alive, check_checkpoint, read_pointer, reap_orphans, script_command,
-                                script_env, subreaper)  # noqa: F401  (a fixture)
+from robustness_helpers import (alive, check_checkpoint, read_pointer, reap_orphans, start_agent_until_checkpoint,
+                                subreaper)  # noqa: F401  (a fixture)
 
 
 def shm_entries() -> set:
@@ -29,17 +27,8 @@ def shm_entries() -> set:
 def test_signal_stops_cleanly(tmp_path, subreaper, signum, to_group):
     runs, models = tmp_path / "runs", tmp_path / "models"
     shm_before = shm_entries()
-    proc = subprocess.Popen(script_command("agent.py", *SMALL_RUN, "--total-timesteps", "100000", "--run-name", "r",
-                                           "--runs-dir", runs, "--models-dir", models),
-                            cwd=ROOT, env=script_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    proc, family = start_agent_until_checkpoint(runs, models)
     try:
-        deadline = time.monotonic() + 180
-        while read_pointer(runs / "r" / "checkpoints" / "latest") is None:
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "no checkpoint within 180 s"
-            time.sleep(0.1)
-        family = [psutil.Process(proc.pid)] + psutil.Process(proc.pid).children(recursive=True)
         commands = [" ".join(p.cmdline()) for p in family]
         assert sum("multiprocessing.forkserver" in c for c in commands) == 3, commands   # the server, 2 workers
         (os.killpg if to_group else os.kill)(proc.pid, signum)

@@ -12,12 +12,11 @@ import subprocess
 import sys
 import time
 
-import psutil
 import pytest
 
 import faulty_envs
-from robustness_helpers import (ROOT, SMALL_RUN, alive, assert_one_error_line, call_bounded, check_checkpoint,
-                                fake_env_fns, learn_fake, read_pointer, reap_orphans, script_command, script_env,
+from robustness_helpers import (ROOT, alive, assert_one_error_line, call_bounded, check_checkpoint, fake_env_fns,
+                                learn_fake, read_pointer, reap_orphans, start_agent_until_checkpoint,
                                 subreaper)  # noqa: F401  (a fixture)
 
 BOUND = 60   # seconds: "within seconds, not hung" (generous for a loaded 2-core machine)
@@ -118,17 +117,8 @@ def test_sigkilled_worker_of_a_real_run(tmp_path, subreaper):
     """agent.py on the default game; one emulator worker is killed with SIGKILL: exit code 1 within the bound,
     one error line naming the env, its level and the cause, the last checkpoint complete, no process left."""
     runs, models = tmp_path / "runs", tmp_path / "models"
-    proc = subprocess.Popen(script_command("agent.py", *SMALL_RUN, "--total-timesteps", "100000", "--run-name", "r",
-                                           "--runs-dir", runs, "--models-dir", models),
-                            cwd=ROOT, env=script_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    proc, family = start_agent_until_checkpoint(runs, models)
     try:
-        deadline = time.monotonic() + 180
-        while read_pointer(runs / "r" / "checkpoints" / "latest") is None:
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "no checkpoint within 180 s"
-            time.sleep(0.2)
-        family = [psutil.Process(proc.pid)] + psutil.Process(proc.pid).children(recursive=True)
         workers = [p for p in family if "forkserver" in " ".join(p.cmdline()) and p.ppid() != proc.pid]
         assert len(workers) == 2, [p.cmdline() for p in family]
         victim = workers[1]
