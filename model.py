@@ -270,6 +270,39 @@ def learning_rate(lr: float, schedule: str, timesteps: int, total_timesteps: int
     return lr
 
 
+def train_epochs(model, batch, rng, noptepochs, nminibatches, lr) -> np.ndarray:
+    """`noptepochs` passes over the batch in `nminibatches` shuffled minibatches, as the 2018 scripts.
+    batch: (obs [n, 96, 96, 4] uint8 (indexable), actions [n], returns [n], values [n]).
+    -> mean (policy_loss, value_loss, policy_entropy) over the minibatches."""
+    obs, actions, returns, values = batch
+    minibatch_size = len(actions) // nminibatches
+    # shuffled afresh each update from the saved generator alone, so that a resumed run draws the same
+    # minibatches (a permutation carried over from earlier updates would not be in a checkpoint)
+    indices = np.arange(len(actions))
+    losses = []
+    for _ in range(noptepochs):
+        rng.shuffle(indices)
+        for start in range(0, len(actions), minibatch_size):
+            mb_inds = indices[start:start + minibatch_size]
+            losses.append(model.train(obs[mb_inds], actions[mb_inds], returns[mb_inds], values[mb_inds], lr))
+    return np.mean(losses, axis=0)
+
+
+def table_row(training: "TrainingState", fps, losses, values, returns, lr) -> dict:
+    """One row of the training table: the 2018 columns, then episode statistics, learning rate, restarts.
+    losses: (policy_loss, value_loss, policy_entropy); values, returns [nenvs * nsteps] of the last batch."""
+    policy_loss, value_loss, policy_entropy = (float(x) for x in losses)
+    mean_return = training.mean_return()
+    lengths = [e["l"] for e in training.episodes]
+    return {"nupdates": training.update, "total_timesteps": training.timesteps, "fps": int(fps),
+            "policy_loss": policy_loss, "policy_entropy": policy_entropy, "value_loss": value_loss,
+            "explained_variance": explained_variance(values, returns),
+            "time_elapsed": round(training.elapsed, 1),
+            "ep_return_mean": mean_return if mean_return is not None else float("nan"),
+            "ep_length_mean": float(np.mean(lengths)) if lengths else float("nan"),
+            "learning_rate": lr, "worker_restarts": training.worker_restarts}
+
+
 def default_run_dir(runs_dir: str, game: str) -> str:
     return os.path.join(runs_dir, f"{game.split('-')[0]}-{time.strftime('%Y%m%d-%H%M%S')}")
 
@@ -294,7 +327,6 @@ def learn(policy, env, nsteps, total_timesteps, gamma, lam, vf_coef, ent_coef, l
                          keep_checkpoints=keep_checkpoints, seed=seed, runs_dir=runs_dir, models_dir=models_dir)
     validate(config)
     batch_size = env.num_envs * nsteps
-    minibatch_size = batch_size // nminibatches
     nupdates = total_timesteps // batch_size
     run = RunFolder(run_dir or default_run_dir(runs_dir, getattr(env, "game", "A2C")), models_dir)
     saved_config = dict(config.to_dict(), **(extra_config or {}))
@@ -351,16 +383,8 @@ def learn(policy, env, nsteps, total_timesteps, gamma, lam, vf_coef, ent_coef, l
                         break
                     obs, actions, returns, values, new_episodes = batch
                     t_sampled = time.time()
-                    losses = []
-                    # shuffled afresh each update from the saved generator alone, so a resumed run draws the
-                    # same minibatches (a permutation carried over from earlier updates is not in a checkpoint)
-                    indices = np.arange(batch_size)
-                    for _ in range(noptepochs):
-                        rng.shuffle(indices)
-                        for start in range(0, batch_size, minibatch_size):
-                            mb_inds = indices[start:start + minibatch_size]
-                            losses.append(model.train(obs[mb_inds], actions[mb_inds], returns[mb_inds],
-                                                      values[mb_inds], current_lr))
+                    losses = train_epochs(model, (obs, actions, returns, values), rng, noptepochs,
+                                          nminibatches, current_lr)
                     model.check_weights()
                     t_trained = time.time()
                     update, timesteps = update + 1, timesteps + batch_size
@@ -369,19 +393,11 @@ def learn(policy, env, nsteps, total_timesteps, gamma, lam, vf_coef, ent_coef, l
                     fps = batch_size / (t_trained - t_update)
                     mean_return = last_good.mean_return()
                     logger.advance(batch_size, fps, mean_return if mean_return is not None else float("nan"))
-                    policy_loss, value_loss, policy_entropy = np.mean(losses, axis=0)
                     if callback:
                         callback(dict(update=update, timesteps=timesteps, fps=fps, t_sample=t_sampled - t_update,
                                       t_train=t_trained - t_sampled, t_update=time.time() - t_update))
                     if update % log_interval == 0 or update == 1 or update == nupdates:
-                        row = {"nupdates": update, "total_timesteps": timesteps, "fps": int(fps),
-                               "policy_loss": float(policy_loss), "policy_entropy": float(policy_entropy),
-                               "value_loss": float(value_loss),
-                               "explained_variance": explained_variance(values, returns),
-                               "time_elapsed": round(time.time() - t_start, 1),
-                               "ep_return_mean": mean_return if mean_return is not None else float("nan"),
-                               "ep_length_mean": float(np.mean([e["l"] for e in episodes])) if episodes else float("nan"),
-                               "learning_rate": current_lr, "worker_restarts": last_good.worker_restarts}
+                        row = table_row(last_good, fps, losses, values, returns, current_lr)
                         logger.log_row(row, [e["r"] for e in episodes], [e["l"] for e in episodes])
                         logger.print(f"checkpoint: {save(last_good)}")
             if stop.requested:
