@@ -81,7 +81,7 @@ def resumed_config(args, explicit: set):
 
 def train(args, explicit: set) -> str:
     import env as envs
-    from checkpoint import ensure_writable, resolve_checkpoint
+    from checkpoint import default_run_dir, ensure_writable, resolve_checkpoint
     from config import ConfigError, validate
 
     checkpoint_dir = run_dir = None
@@ -107,8 +107,8 @@ def train(args, explicit: set) -> str:
     if args.init_weights:   # a wrong path is reported now, before envs start or a run folder is made
         resolve_checkpoint(args.init_weights, config.models_dir)
     if run_dir is None:
-        name = config.run_name or f"{game.split('-')[0]}-{__import__('time').strftime('%Y%m%d-%H%M%S')}"
-        run_dir = os.path.join(config.runs_dir, name)
+        run_dir = (os.path.join(config.runs_dir, config.run_name) if config.run_name
+                   else default_run_dir(config.runs_dir, game))
         if os.path.exists(os.path.join(run_dir, "checkpoints")) and os.listdir(os.path.join(run_dir, "checkpoints")):
             raise ConfigError(f"the run folder {run_dir!r} already holds checkpoints: choose another --run-name, "
                               f"or continue it with --resume {run_dir}")

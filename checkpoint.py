@@ -15,6 +15,7 @@ import glob
 import json
 import os
 import shutil
+import time
 
 CHECKPOINT_FILE = "model.ckpt"
 STATE_FILE = "state.json"
@@ -81,6 +82,11 @@ def remove_tree(path: str) -> None:
     except FileNotFoundError:
         return
     shutil.rmtree(doomed, ignore_errors=True)
+
+
+def default_run_dir(runs_dir: str, game: str) -> str:
+    """runs/<game>-<start time>, e.g. runs/Airstriker-20261124-031500."""
+    return os.path.join(runs_dir, f"{game.split('-')[0]}-{time.strftime('%Y%m%d-%H%M%S')}")
 
 
 def is_checkpoint(path: str) -> bool:

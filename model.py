@@ -12,7 +12,7 @@ import time
 import numpy as np
 import tensorflow.compat.v1 as tf
 
-from checkpoint import CheckpointError, RunFolder, load_state, resolve_checkpoint
+from checkpoint import CheckpointError, RunFolder, default_run_dir, load_state, resolve_checkpoint
 from config import TrainConfig, validate
 from logger import RunLogger
 from rollout import RolloutObs
@@ -301,10 +301,6 @@ def table_row(training: "TrainingState", fps, losses, values, returns, lr) -> di
             "ep_return_mean": mean_return if mean_return is not None else float("nan"),
             "ep_length_mean": float(np.mean(lengths)) if lengths else float("nan"),
             "learning_rate": lr, "worker_restarts": training.worker_restarts}
-
-
-def default_run_dir(runs_dir: str, game: str) -> str:
-    return os.path.join(runs_dir, f"{game.split('-')[0]}-{time.strftime('%Y%m%d-%H%M%S')}")
 
 
 # ----------------------------------------------------------------------------- the loop
