@@ -145,11 +145,8 @@ def format_table(rows: list) -> str:
 
 def check_out_path(path: str) -> None:
     """Raise EvaluateError early (before any playing) for an --out that cannot be written."""
-    if os.path.splitext(path)[1].lower() not in (".csv", ".json"):
-        raise EvaluateError(f"--out {path!r}: the file must end in .csv or .json")
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise EvaluateError(f"--out {path!r}: the folder {folder} does not exist")
+    from recording import check_output_file
+    check_output_file(path, "--out", (".csv", ".json"), EvaluateError)
 
 
 def write_results(path: str, rows: list, played: dict, details: dict) -> None:

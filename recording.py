@@ -27,13 +27,19 @@ class VideoError(ValueError):
     """A video that cannot be written; the message says what to do."""
 
 
-def check_video_path(path: str) -> None:
-    """Raise VideoError early (before any playing) for an extension or folder that cannot work."""
-    if os.path.splitext(path)[1].lower() not in (".mp4", ".gif"):
-        raise VideoError(f"--record {path!r}: the file must end in .mp4 or .gif")
+def check_output_file(path: str, option: str, extensions: tuple, error=ValueError) -> None:
+    """Raise `error` early (before any playing) when the file an option names has an extension other than
+    `extensions` or lies in a folder that does not exist."""
+    if os.path.splitext(path)[1].lower() not in extensions:
+        raise error(f"{option} {path!r}: the file must end in {' or '.join(extensions)}")
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
-        raise VideoError(f"--record {path!r}: the folder {folder} does not exist")
+        raise error(f"{option} {path!r}: the folder {folder} does not exist")
+
+
+def check_video_path(path: str) -> None:
+    """Raise VideoError for a --record file that cannot be written."""
+    check_output_file(path, "--record", (".mp4", ".gif"), VideoError)
 
 
 def write_video(path: str, frames, fps: int = GENESIS_FPS, gif_every: int = 3) -> int:
