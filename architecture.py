@@ -60,10 +60,25 @@ class CategoricalPd:
         return tf.argmax(self.logits - tf.log(-tf.log(uniform)), axis=-1, output_type=tf.int32)
 
 
-def sample_actions(logits: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def neglogp_of(logits: np.ndarray, actions: np.ndarray) -> np.ndarray:
+    """-log softmax(logits)[action]. logits [batch, nactions] float32, actions [batch] int -> [batch] float32.
+
+    >>> neglogp_of(np.zeros((1, 4), np.float32), np.array([2]))   # uniform over 4: log 4
+    array([1.3862944], dtype=float32)
+    """
+    shifted = logits.astype(np.float64) - logits.max(axis=-1, keepdims=True)
+    # -log pi(a) = log sum_b exp(z_b) - z_a
+    return (np.log(np.exp(shifted).sum(axis=-1)) - shifted[np.arange(len(actions)), actions]).astype(np.float32)
+
+
+def sample_actions(logits: np.ndarray, rng) -> np.ndarray:
     """Gumbel-max sampling in numpy, so a run's random state can be saved and resumed exactly.
-    logits [batch, nactions] float32 -> [batch] int32."""
-    uniform = rng.random(logits.shape)
+    logits [batch, nactions] float32 -> [batch] int32. rng: one Generator for the batch, or a list of one per
+    row (each env its own stream, whatever else shares the batch)."""
+    if isinstance(rng, (list, tuple)):
+        uniform = np.stack([row_rng.random(logits.shape[-1]) for row_rng in rng])
+    else:
+        uniform = rng.random(logits.shape)
     return np.argmax(logits - np.log(-np.log(uniform)), axis=-1).astype(np.int32)
 
 
@@ -97,8 +112,15 @@ class A2CPolicy:
 
     def step(self, obs, *_args, **_kwargs):
         """obs [n, 96, 96, 4] uint8 -> actions [n] int32 (sampled), values [n] float32."""
+        actions, values, _neglogp = self.step_neglogp(obs)
+        return actions, values
+
+    def step_neglogp(self, obs, rngs=None):
+        """obs [n, 96, 96, 4] uint8 -> actions [n] int32 (sampled), values [n] f32, -log pi(action) [n] f32.
+        rngs: a generator per row (default: the policy's own generator for the whole batch)."""
         logits, values = self.sess.run([self.pi, self.vf], {self.inputs_: obs})
-        return sample_actions(logits, self.rng), values
+        actions = sample_actions(logits, self.rng if rngs is None else rngs)
+        return actions, values, neglogp_of(logits, actions)
 
     def value(self, obs, *_args, **_kwargs):
         """obs [n, 96, 96, 4] uint8 -> values [n] float32."""

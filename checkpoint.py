@@ -11,19 +11,18 @@ A checkpoint is written into a temporary folder beside its final place, flushed,
 atomic, so a kill leaves either the old set of checkpoints or the new one, never a half-written one where
 `--resume` reads. Pointers are replaced the same way. Leftover temporary folders are removed on the next start.
 """
+import errno
 import glob
 import json
 import os
 import shutil
 import time
 
+from errors import CheckpointError  # noqa: F401  (raised here; checkpoint.CheckpointError as before)
+
 CHECKPOINT_FILE = "model.ckpt"
 STATE_FILE = "state.json"
 TMP_MARK = ".tmp-"
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint that cannot be read or written; the message says which and what to do."""
 
 
 def _fsync_dir(path: str) -> None:
@@ -48,6 +47,16 @@ def write_atomic(path: str, text: str) -> None:
             os.remove(tmp)
         raise
     _fsync_dir(os.path.dirname(os.path.abspath(path)))
+
+
+def failure_reason(error: Exception) -> str:
+    """One line that says why a write failed: the OS's words for the usual causes (TensorFlow puts them inside
+    a many-line message), else the first line of the error's message."""
+    text = getattr(error, "strerror", None) or getattr(error, "message", None) or str(error)
+    for code in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EIO):
+        if os.strerror(code) in text:
+            return os.strerror(code)
+    return (text.strip().splitlines() or [type(error).__name__])[0]
 
 
 def read_pointer(path: str):
@@ -115,9 +124,26 @@ class RunFolder:
     def read_config(self) -> dict:
         try:
             with open(os.path.join(self.path, "config.json")) as fh:
-                return json.load(fh)
+                config = json.load(fh)
         except (OSError, ValueError) as error:
             raise CheckpointError(f"the run folder {self.path!r} has no readable config.json ({error})") from None
+        if not isinstance(config, dict):
+            raise CheckpointError(f"the run folder {self.path!r} has no readable config.json (not a JSON object)")
+        return config
+
+    def remove_if_unused(self) -> bool:
+        """Delete the run folder when it holds only what a run puts there before its first checkpoint
+        (config.json, TensorBoard event files, an empty checkpoints folder); True when it is gone."""
+        try:
+            names = os.listdir(self.path)
+            checkpoints = os.listdir(self.checkpoints_dir) if os.path.isdir(self.checkpoints_dir) else []
+        except FileNotFoundError:
+            return True
+        unused = all(n in ("config.json", "checkpoints") or n.startswith("events.out.tfevents.") for n in names)
+        if not unused or checkpoints:
+            return False
+        remove_tree(self.path)
+        return True
 
     def remove_leftovers(self) -> None:
         """Delete temporary folders and files left by a save that was killed."""
@@ -162,9 +188,11 @@ class RunFolder:
             shutil.rmtree(tmp, ignore_errors=True)
             if renamed and read_pointer(os.path.join(self.checkpoints_dir, "latest")) != name:
                 remove_tree(final)         # complete but named by no pointer: back to the previous set exactly
-            reason = getattr(error, "strerror", None) or getattr(error, "message", None) or str(error)
-            raise CheckpointError(f"could not write checkpoint {final!r}: {reason}. The previous checkpoint "
-                                  "is intact; free disk space or choose another --runs-dir, then --resume") from None
+            previous = self.latest()
+            after = (f"The previous checkpoint is intact ({previous}); free disk space or choose another --runs-dir, "
+                     "then --resume" if previous else "No checkpoint of this run was written before; free disk "
+                     "space or choose another --runs-dir, then start the run again")
+            raise CheckpointError(f"could not write checkpoint {final!r}: {failure_reason(error)}. {after}") from None
         self.prune(keep)
         return final
 
@@ -224,7 +252,10 @@ def load_state(checkpoint_dir: str) -> dict:
     path = os.path.join(checkpoint_dir, STATE_FILE)
     try:
         with open(path) as fh:
-            return json.load(fh)
+            state = json.load(fh)
+        if not isinstance(state, dict):
+            raise ValueError("not a JSON object")
+        return state
     except FileNotFoundError:
         raise CheckpointError(f"{checkpoint_dir!r} is not a checkpoint folder written by agent.py (no {STATE_FILE}): "
                               "resume from a run folder or runs/NAME/checkpoints/N, or start a new run from these "
@@ -234,11 +265,12 @@ def load_state(checkpoint_dir: str) -> dict:
                               "resume from an earlier one in the same folder") from None
 
 
-def resolve_checkpoint(spec: str, models_dir: str = "models") -> str:
-    """A checkpoint as the user names it -> a TF checkpoint prefix (…/model.ckpt).
+def resolve_checkpoint(spec: str, models_dir: str = "models", option: str = "--checkpoint") -> str:
+    """A checkpoint as the user names it (with `option`) -> a TF checkpoint prefix (…/model.ckpt).
 
     `latest` (models/latest, else the highest models/<N>/model.ckpt as the 2018 scripts saved them),
     a run folder (its latest checkpoint), a checkpoint folder, or a TF prefix such as models/260/model.ckpt.
+    The one resolution of play.py --checkpoint, agent.py --resume and --init-weights, evaluate.py --checkpoint.
     """
     path = spec
     if spec == "latest":
@@ -249,7 +281,7 @@ def resolve_checkpoint(spec: str, models_dir: str = "models") -> str:
                             if os.path.basename(os.path.dirname(p)).isdigit() else -1)
             if not legacy:
                 raise CheckpointError(f"no checkpoint found: {models_dir}/latest does not exist. Train first "
-                                      "(python agent.py) or name a checkpoint with --checkpoint PATH")
+                                      f"(python agent.py) or name a checkpoint with {option} PATH")
             return legacy[-1][: -len(".index")]
     if os.path.isdir(os.path.join(path, "checkpoints")):
         latest = RunFolder(path).latest()

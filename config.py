@@ -6,8 +6,11 @@
 """
 import argparse
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from typing import Optional
+
+from errors import ConfigError, check_number  # ConfigError raised here (config.ConfigError as before)
 
 # Fields a resumed run may change without `--allow-config-change`: they do not alter what is learned.
 RESUMABLE_WITHOUT_CHANGE = frozenset({
@@ -38,6 +41,11 @@ class TrainConfig:
     noptepochs: int = field(default=4, metadata={"help": "passes over each batch"})
     nminibatches: int = field(default=8, metadata={"help": "minibatches per pass; nenvs * nsteps must be divisible by it"})
     truncation_as_terminal: bool = field(default=False, metadata={"help": "treat a time-limit cut like a real episode end (the seed's behaviour) instead of bootstrapping from its last value"})
+    # --- what the project changes (README, 'Defaults and the 2018 scripts'; --exact-2018 undoes all of it) ---
+    optimizer: str = field(default="rmsprop", metadata={"help": "'rmsprop' (mean square starts at 0, bias-corrected), 'rmsprop-2018' (TF1's: starts at 1.0, barely moves for the first ~1,500 steps) or 'adam'"})
+    normalize_advantages: bool = field(default=False, metadata={"help": "scale advantages to mean 0, std 1 in every minibatch"})
+    clip_range: float = field(default=0.0, metadata={"help": "PPO's clipped objective with this range (0: A2C's policy-gradient loss)"})
+    exact_2018: bool = field(default=False, metadata={"help": "every 2018 behaviour and hyperparameter at once: TF1 RMSProp, 13 x 2048 steps, time-limit cuts as terminal (overrides the options above)"})
     # --- logging and checkpoints ---
     log_interval: int = field(default=10, metadata={"help": "updates between table rows and checkpoints"})
     keep_checkpoints: int = field(default=5, metadata={"help": "how many recent checkpoints to keep (the best is kept as well)"})
@@ -58,21 +66,33 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
-class ConfigError(ValueError):
-    """A setting that cannot work; the message says which and what to do."""
+# What the 2018 scripts did where the project's defaults differ: learn(exact_2018=True) restores these ...
+BEHAVIOUR_2018 = {"optimizer": "rmsprop-2018", "normalize_advantages": False, "clip_range": 0.0,
+                  "truncation_as_terminal": True, "noptepochs": 4, "nminibatches": 8, "lr_schedule": "constant"}
+# ... and `agent.py --exact-2018` these as well (num_envs 0: one env per level, 13 on Sonic).
+HYPERPARAMETERS_2018 = {"num_envs": 0, "nsteps": 2048, "gamma": 0.99, "lam": 0.95, "vf_coef": 0.5,
+                        "ent_coef": 0.01, "lr": 2e-4, "max_grad_norm": 0.5}
+
+
+def as_2018(config: TrainConfig) -> TrainConfig:
+    """The same run settings with every hyperparameter and behaviour of the 2018 scripts."""
+    return dataclasses.replace(config, exact_2018=True, **BEHAVIOUR_2018, **HYPERPARAMETERS_2018)
 
 
 def validate(config: TrainConfig) -> None:
     """Raise ConfigError for a setting that cannot work. `num_envs` must already be resolved."""
     positive = ("nsteps", "total_timesteps", "lr", "noptepochs", "nminibatches", "log_interval",
-                "keep_checkpoints", "max_grad_norm", "worker_timeout")
-    for name in positive:
-        if getattr(config, name) <= 0:
-            raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {getattr(config, name)}")
-    if config.num_envs <= 0:
-        raise ConfigError(f"--num-envs must be positive, got {config.num_envs}")
-    if not (0.0 <= config.gamma <= 1.0 and 0.0 <= config.lam <= 1.0):
+                "keep_checkpoints", "max_grad_norm", "worker_timeout", "num_envs")
+    for name in positive:   # NaN and infinity refused too: a NaN learning rate poisons the first update
+        check_number(f"--{name.replace('_', '-')}", getattr(config, name), positive=True)
+    check_number("--seed", config.seed, minimum=0)        # numpy and gymnasium refuse negative seeds
+    check_number("--vf-coef", config.vf_coef, minimum=0)  # a negative weight would maximise the value error
+    check_number("--ent-coef", config.ent_coef)
+    if not (0.0 <= config.gamma <= 1.0 and 0.0 <= config.lam <= 1.0):   # also refuses NaN
         raise ConfigError("--gamma and --lam must lie between 0 and 1")
+    if config.run_name in (".", "..") or os.path.basename(config.run_name) != config.run_name:
+        raise ConfigError(f"--run-name {config.run_name!r} must be a plain folder name (no '/', not '.' or '..'): "
+                          "the run folder is --runs-dir/NAME; choose the parent folder with --runs-dir")
     batch = config.num_envs * config.nsteps
     if batch % config.nminibatches:
         raise ConfigError(f"num_envs * nsteps = {batch} is not divisible by --nminibatches {config.nminibatches}: "
@@ -84,10 +104,15 @@ def validate(config: TrainConfig) -> None:
         raise ConfigError(f"--lr-schedule must be 'constant' or 'linear', got {config.lr_schedule!r}")
     if config.vec_env not in ("subproc", "dummy"):
         raise ConfigError(f"--vec-env must be 'subproc' or 'dummy', got {config.vec_env!r}")
+    if config.optimizer not in ("rmsprop", "rmsprop-2018", "adam"):
+        raise ConfigError(f"--optimizer must be 'rmsprop', 'rmsprop-2018' or 'adam', got {config.optimizer!r}")
+    if not 0.0 <= config.clip_range < 1.0:   # also refuses NaN
+        raise ConfigError(f"--clip-range must lie in [0, 1) (0 turns the clipped objective off), got {config.clip_range}")
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, defaults: Optional[TrainConfig] = None) -> None:
-    """Add one --option per TrainConfig field, with the field's doc as help."""
+    """Add one --option per TrainConfig field, with the field's doc as help. The default is added to the help
+    by the parser's formatter (cli.HelpFormatter: once, and not when it is '' or None)."""
     defaults = defaults or TrainConfig()
     for f in dataclasses.fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
@@ -97,8 +122,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, defaults: Optional[Tra
                                 help=f.metadata["help"])
         else:
             kind = {int: int, float: float, str: str, "int": int, "float": float, "str": str}[f.type]
-            parser.add_argument(flag, dest=f.name, type=kind, default=default,
-                                help=f"{f.metadata['help']} (default: {default})")
+            parser.add_argument(flag, dest=f.name, type=kind, default=default, help=f.metadata["help"])
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:

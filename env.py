@@ -22,6 +22,7 @@ import gymnasium as gym
 import numpy as np
 
 import stable_retro
+from errors import GameError  # noqa: F401  (raised here; env.GameError as before)
 from vec_env import DummyVecEnv, SubprocVecEnv  # noqa: F401  (re-exported: env.SubprocVecEnv, as the seed)
 
 # ---------------------------------------------------------------------------------------------------------
@@ -55,10 +56,6 @@ ROM_HELP = ("import it with `python -m stable_retro.import DIR`, where DIR holds
             "SONIC_W.68K in the game's uncompressed ROMs folder)")
 
 
-class GameError(ValueError):
-    """A game, level or ROM that cannot be used; the message says what to do."""
-
-
 # ----------------------------------------------------------------------------- games and levels
 
 def rom_imported(game: str) -> bool:
@@ -86,10 +83,10 @@ def resolve_game(choice: str = "auto") -> str:
 
 
 def fallback_notice(choice: str, game: str) -> str:
-    """One line for the entry scripts when 'auto' fell back to the default game, else ''."""
+    """One short line for the entry scripts when 'auto' fell back to the default game, else ''. How to import
+    the ROM is in each script's --help and the README (it used to be here, repeated on every call)."""
     if choice == "auto" and game == DEFAULT_GAME:
-        return (f"Sonic ROM not imported: using the embedded default game {DEFAULT_GAME}. "
-                f"To play Sonic, {ROM_HELP}.")
+        return f"Sonic ROM not imported: using the embedded default game {DEFAULT_GAME} (see --help to import it)."
     return ""
 
 
@@ -128,6 +125,16 @@ def _step_without_screen(retro_env, action) -> tuple:
     return retro_env.data.current_reward(), retro_env.data.is_done()
 
 
+STICKY_STREAM_TAG = 0x571C4   # marks the sticky-frame generator's seed, so it owns a stream (see sticky_generator)
+
+
+def sticky_generator(seed: int) -> np.random.Generator:
+    """The sticky-frame generator of an env reset with `seed`: its own stream, SeedSequence([seed, tag]). Env i is
+    reset with seed + i, so seeding with default_rng(seed) would give env 0 the very stream of the learner's
+    default_rng(seed) (model.learn): the two would draw the same numbers."""
+    return np.random.default_rng(np.random.SeedSequence([seed, STICKY_STREAM_TAG]))
+
+
 class StickyFrameSkip(gym.Wrapper):
     """Hold each action for `skip` frames; with probability `stickprob` the first frame keeps the previous one.
 
@@ -143,7 +150,7 @@ class StickyFrameSkip(gym.Wrapper):
 
     def reset(self, *, seed=None, options=None):
         if seed is not None:
-            self.rng = np.random.default_rng(seed)
+            self.rng = sticky_generator(seed)
         self.held_action = None
         return self.env.reset(seed=seed, options=options)
 

@@ -6,18 +6,19 @@ mean, standard deviation, min and max of the raw episode score (info['episode'][
 the mean episode length in agent steps and, for Sonic, the mean fraction of the level reached.
 
 Examples:
-    python evaluate.py --levels held-out --episodes 5 --deterministic --out eval.csv
-    python evaluate.py --checkpoint runs/sonic-1/checkpoints/000260 --levels GreenHillZone.Act2 --episodes 10
+    python evaluate.py --levels default --episodes 5       # the embedded default game: no ROM needed
+    python evaluate.py --checkpoint runs/NAME --episodes 3 --out scores.csv
+    python evaluate.py --levels held-out --episodes 5 --deterministic --out eval.json    # needs the Sonic ROM
+    python evaluate.py --levels GreenHillZone.Act2 --episodes 10    # one level by name (needs the Sonic ROM)
 """
 import argparse
 import csv
 import functools
 import json
 import math
-import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")   # keep TensorFlow's start-up chatter out of the output
+from cli import ROM_NOTE, HelpFormatter, add_verbose_argument, examples_epilog
 
 LEVEL_SETS = ("train", "held-out", "default")
 COLUMNS = ["level", "episodes", "mean", "std", "min", "max", "mean_length", "mean_progress"]
@@ -30,7 +31,7 @@ class EvaluateError(ValueError):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Score a trained A2C agent over a set of levels.",
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=HelpFormatter, epilog=examples_epilog(__doc__, ROM_NOTE))
     parser.add_argument("--checkpoint", default="latest",
                         help="'latest' (models/latest), a run folder, a checkpoint folder or a TF checkpoint prefix")
     parser.add_argument("--levels", default="auto",
@@ -45,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", metavar="FILE", help="also write the table to FILE.csv or FILE.json")
     parser.add_argument("--models-dir", default="models", help="folder whose 'latest' file names the checkpoint")
     parser.add_argument("--seed", type=int, default=0, help="seed of the environments and the action sampling")
+    add_verbose_argument(parser)
     return parser
 
 
@@ -128,8 +130,9 @@ def score_table(played: dict) -> list:
 
 # ----------------------------------------------------------------------------- output
 
-def format_table(rows: list) -> str:
-    """Rows (COLUMNS) -> an aligned text table; the OVERALL row below a rule."""
+def format_score_table(rows: list) -> str:
+    """Rows (COLUMNS) -> an aligned text table; the OVERALL row below a rule. (logger.format_table prints the
+    training table, one row as a box, in the 2018 scripts' format.)"""
     def cell(value):
         if isinstance(value, float):
             return "-" if math.isnan(value) else f"{value:.1f}" if abs(value) >= 10 else f"{value:.3g}"
@@ -145,13 +148,19 @@ def format_table(rows: list) -> str:
 
 def check_out_path(path: str) -> None:
     """Raise EvaluateError early (before any playing) for an --out that cannot be written."""
-    from recording import check_output_file
+    from outputs import check_output_file
     check_output_file(path, "--out", (".csv", ".json"), EvaluateError)
 
 
 def write_results(path: str, rows: list, played: dict, details: dict) -> None:
     """The table as CSV (COLUMNS, the OVERALL row last; NaN as an empty cell), or as JSON with `details`
-    (checkpoint, game, options) and every episode."""
+    (checkpoint, game, options) and every episode. Written whole or not at all (outputs.replaced_on_success)."""
+    from outputs import replaced_on_success
+    with replaced_on_success(path, "--out", EvaluateError) as tmp:
+        _write_table(tmp, rows, played, details)
+
+
+def _write_table(path: str, rows: list, played: dict, details: dict) -> None:
     if path.lower().endswith(".json"):
         clean = [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()} for row in rows]
         with open(path, "w") as fh:
@@ -166,8 +175,11 @@ def write_results(path: str, rows: list, played: dict, details: dict) -> None:
 
 # ----------------------------------------------------------------------------- the script
 
-def checkpoint_player(checkpoint: str, deterministic: bool, seed: int):
-    """play_episodes(venv, episodes) for evaluate_levels: model.play with the A2C policy of `checkpoint`."""
+def checkpoint_player(checkpoint: str, deterministic: bool, seed: int, verbose: bool = False):
+    """play_episodes(venv, episodes) for evaluate_levels: model.play with the A2C policy of `checkpoint`.
+    TensorFlow's start-up lines are hidden unless `verbose`."""
+    from cli import import_tensorflow
+    import_tensorflow(verbose)
     from architecture import A2CPolicy
     from model import play
     return functools.partial(play, A2CPolicy, load_path=checkpoint, deterministic=deterministic, seed=seed)
@@ -181,8 +193,9 @@ def main(argv=None) -> int:
 
 def evaluate(args) -> int:
     from checkpoint import resolve_checkpoint
-    if args.episodes <= 0:
-        raise EvaluateError("--episodes must be positive")
+    from errors import check_number
+    check_number("--episodes", args.episodes, positive=True)
+    check_number("--seed", args.seed, minimum=0)
     if args.out:
         check_out_path(args.out)
     game, levels = resolve_level_set(args.levels, args.game)
@@ -190,10 +203,10 @@ def evaluate(args) -> int:
     mode = "deterministic" if args.deterministic else "sampled"
     print(f"evaluating {checkpoint} on {game}: {len(levels)} level(s) x {args.episodes} episode(s), {mode} actions",
           flush=True)
-    played = evaluate_levels(level_factories(game, levels), checkpoint_player(checkpoint, args.deterministic, args.seed),
-                             args.episodes, seed=args.seed)
+    player = checkpoint_player(checkpoint, args.deterministic, args.seed, args.verbose)
+    played = evaluate_levels(level_factories(game, levels), player, args.episodes, seed=args.seed)
     rows = score_table(played)
-    print(format_table(rows))
+    print(format_score_table(rows))
     if args.out:
         write_results(args.out, rows, played, {"checkpoint": checkpoint, "game": game, "levels": levels,
                                                "episodes_per_level": args.episodes,

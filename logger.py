@@ -12,6 +12,9 @@ import time
 import numpy as np
 import tensorflow.compat.v1 as tf
 
+from errors import CheckpointError
+from outputs import replaced_on_success
+
 # table column -> TensorBoard tag
 TAGS = {
     "nupdates": "charts/nupdates",
@@ -29,11 +32,18 @@ TAGS = {
 }
 
 
+def is_missing(value) -> bool:
+    """No number yet: None or NaN (ep_return_mean before the first episode ends)."""
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
 def format_table(row: dict) -> str:
-    """The baselines-style box: one '| key | value |' line per column."""
+    """The baselines-style box: one '| key | value |' line per column; '-' where there is no number yet."""
     def fmt(value):
+        if is_missing(value):
+            return "-"
         if isinstance(value, float):
-            return f"{value:<8.3g}" if not math.isnan(value) else "nan"
+            return f"{value:<8.3g}"
         return str(value)
     keys = [k for k in row]
     key_width = max(len(k) for k in keys)
@@ -41,6 +51,42 @@ def format_table(row: dict) -> str:
     dashes = "-" * (key_width + val_width + 7)
     lines = [dashes] + [f"| {k:<{key_width}} | {fmt(row[k]):<{val_width}} |" for k in keys] + [dashes]
     return "\n".join(lines)
+
+
+def read_progress_table(csv_path: str) -> tuple:
+    """progress.csv -> (header, rows as dicts of strings); (None, []) when there is none yet or it is empty.
+
+    Raises CheckpointError for a file that is not a training table of this project (unreadable, no
+    total_timesteps column, a total_timesteps that is not a number): agent.py checks it before a --resume
+    changes any file of the run.
+    """
+    if not os.path.lexists(csv_path) or (os.path.isfile(csv_path) and os.path.getsize(csv_path) == 0):
+        return None, []
+    problem = None
+    try:
+        with open(csv_path, newline="") as fh:
+            reader = csv.DictReader(fh)
+            fieldnames, rows = reader.fieldnames, list(reader)
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        problem = str(error)
+    else:
+        if "total_timesteps" not in (fieldnames or []):
+            problem = "no total_timesteps column"
+        else:
+            problem = next((f"row {n}: total_timesteps {row['total_timesteps']!r} is not a number"
+                            for n, row in enumerate(rows, 1) if not _is_number(row["total_timesteps"] or 0)), None)
+    if problem:
+        raise CheckpointError(f"{csv_path} is not a training table of this project ({problem}): repair it, or move "
+                              "it away to start a new table, then --resume again")
+    return fieldnames, rows
+
+
+def _is_number(text) -> bool:
+    try:
+        float(text)
+        return True
+    except (TypeError, ValueError):
+        return False
 
 
 def histogram_summary(tag: str, values) -> "tf.Summary":
@@ -62,7 +108,7 @@ class RunLogger:
         self.run_dir = run_dir
         self.stream = stream or sys.stdout
         self.csv_path = os.path.join(run_dir, "progress.csv")
-        self.fieldnames = self._keep_csv_rows_until(start_timesteps)
+        self.fieldnames, self.rows = self._rows_until(start_timesteps)   # header (None: no table yet), rows
         with tf.Graph().as_default():   # FileWriter refuses eager mode (TF2's default when model.py is not imported)
             # a unique, chronologically sorting suffix: a resume within the same second must not overwrite the
             # previous file (the name's time has 1 s resolution), and TensorBoard reads files in name order
@@ -73,8 +119,9 @@ class RunLogger:
         self.bar = None
         if progress and getattr(self.stream, "isatty", lambda: False)():
             from tqdm import tqdm
+            # smoothing=0: the rate (and the time left) is the mean since the start, training pauses included
             self.bar = tqdm(total=total_timesteps, initial=start_timesteps, unit="step", unit_scale=True,
-                            dynamic_ncols=True, file=self.stream, leave=False)
+                            dynamic_ncols=True, file=self.stream, leave=False, smoothing=0)
 
     def print(self, text: str) -> None:
         """Print above the progress bar (or plainly when there is none)."""
@@ -83,10 +130,14 @@ class RunLogger:
         else:
             print(text, file=self.stream, flush=True)
 
-    def advance(self, timesteps: int, fps: float, mean_return: float) -> None:
-        if self.bar is not None:
-            self.bar.update(timesteps)
-            self.bar.set_postfix(fps=int(fps), ret=f"{mean_return:.4g}")
+    def advance(self, timesteps: int, fps: float = None, mean_return: float = None) -> None:
+        """Move the bar on by `timesteps` agent steps (called as they are collected); with `fps`, show the
+        speed and the mean return of the last update ('-' before the first episode ends)."""
+        if self.bar is None:
+            return
+        self.bar.update(timesteps)
+        if fps is not None:
+            self.bar.set_postfix(fps=int(fps), ret="-" if is_missing(mean_return) else f"{mean_return:.4g}")
 
     def log_row(self, row: dict, episode_returns=(), episode_lengths=()) -> None:
         """row: table column -> number; returns/lengths of the episodes in the window, for histograms."""
@@ -101,36 +152,95 @@ class RunLogger:
             self.writer.add_summary(histogram_summary("episodes/length", episode_lengths), step)
         self.writer.flush()
 
-    def _keep_csv_rows_until(self, timesteps: int):
-        """Rewrite progress.csv without rows past `timesteps`; returns its header (None if no file)."""
-        if not os.path.isfile(self.csv_path) or os.path.getsize(self.csv_path) == 0:
-            return None
-        with open(self.csv_path, newline="") as fh:
-            reader = csv.DictReader(fh)
-            fieldnames, rows = reader.fieldnames, list(reader)
-        kept = [r for r in rows if float(r.get("total_timesteps") or 0) <= timesteps]
+    def _rows_until(self, timesteps: int) -> tuple:
+        """(header, rows) of progress.csv without rows past `timesteps`, written back when some were dropped."""
+        fieldnames, rows = read_progress_table(self.csv_path)
+        kept = [r for r in rows if float(r["total_timesteps"] or 0) <= timesteps]
         if len(kept) != len(rows):
-            tmp = self.csv_path + ".tmp"
-            with open(tmp, "w", newline="") as fh:
-                writer = csv.DictWriter(fh, fieldnames=fieldnames)
-                writer.writeheader()
-                writer.writerows(kept)
-            os.replace(tmp, self.csv_path)
-        return fieldnames
+            self._write_csv(fieldnames, kept)
+        return fieldnames, kept
 
     def _append_csv(self, row: dict) -> None:
-        new_file = self.fieldnames is None
-        if new_file:
+        if self.fieldnames is None:
             self.fieldnames = list(row)
-        with open(self.csv_path, "a", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=self.fieldnames, extrasaction="ignore")
-            if new_file:
+        self.rows.append({k: "" if is_missing(v) else v for k, v in row.items()})   # no number: empty cell
+        self._write_csv(self.fieldnames, self.rows)
+
+    def _write_csv(self, fieldnames: list, rows: list) -> None:
+        """progress.csv written whole under a temporary name, then renamed into place: a full disk or a kill
+        leaves the previous table, never a half row that a later --resume could not read."""
+        advice = "the run stopped; its last checkpoint is intact: free disk space, then continue it with --resume"
+        with replaced_on_success(self.csv_path, "the training table", CheckpointError, advice) as tmp:
+            with open(tmp, "w", newline="") as fh:
+                writer = csv.DictWriter(fh, fieldnames=fieldnames, extrasaction="ignore")
                 writer.writeheader()
-            writer.writerow(row)
-            fh.flush()
+                writer.writerows(rows)
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
         self.writer.close()
+
+
+def count_of(number: int, noun: str) -> str:
+    """(1, 'update') -> '1 update', (26624, 'step') -> '26,624 steps'."""
+    return f"{number:,} {noun}" if number == 1 else f"{number:,} {noun}s"
+
+
+def format_duration(seconds: float) -> str:
+    """2.25 -> '2.2 s', 45 -> '45 s', 750 -> '12.5 min', 30000 -> '8.3 h', 300000 -> '3.5 days'."""
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.1f} min"
+    if seconds < 48 * 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
+class TimeEstimate:
+    """Says early how long training will take, so that a first update of minutes does not look hung.
+
+    Fed the agent steps as they are collected (steps_done) and the length of each update (update_done), it
+    says two lines through say(line): after 2% of the first update (the first vector step left out: it holds
+    TensorFlow's warm-up), the time to collect an update and so a lower bound for the run; when that update
+    ends, the time of an update, training included, and of the run.
+    """
+
+    def __init__(self, batch_size: int, updates: int, say, resumed: bool = False, clock=time.monotonic):
+        self.batch_size, self.updates, self.say, self.clock = batch_size, updates, say, clock
+        self.run = "the rest of the run" if resumed else "the whole run"
+        self.started = None          # clock when the first vector step was done
+        self.steps = 0               # agent steps collected since then
+        self.sampling_said = self.update_said = False
+
+    def steps_done(self, steps: int) -> None:
+        """`steps` agent steps (one vector-env step) were just collected."""
+        if self.sampling_said:
+            return
+        now = self.clock()
+        if self.started is None:
+            self.started = now
+            return
+        self.steps += steps
+        if self.steps < max(0.02 * self.batch_size, 2 * steps) or now <= self.started:
+            return
+        collect = self.batch_size * (now - self.started) / self.steps     # seconds to collect one update
+        self.say(f"estimate from the first {count_of(self.steps, 'step')}: about {format_duration(collect)} to "
+                 f"collect each update's {count_of(self.batch_size, 'step')}, so at least "
+                 f"{format_duration(collect * self.updates)} for {self.run} ({count_of(self.updates, 'update')}); "
+                 "training adds to it, measured when this update ends")
+        self.sampling_said = True
+
+    def update_done(self, seconds: float) -> None:
+        """An update (collecting and training) took `seconds`; only the first one is reported, and only when
+        more follow."""
+        if self.update_said:
+            return
+        self.sampling_said = self.update_said = True
+        if self.updates > 1:
+            self.say(f"about {format_duration(seconds)} per update, about {format_duration(seconds * self.updates)} "
+                     f"for {self.run} ({count_of(self.updates, 'update')}): an estimate from the first update")

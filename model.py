@@ -13,9 +13,9 @@ import numpy as np
 import tensorflow.compat.v1 as tf
 
 from checkpoint import CheckpointError, RunFolder, default_run_dir, load_state, resolve_checkpoint
-from config import TrainConfig, validate
-from logger import RunLogger
-from rollout import RolloutObs
+from config import BEHAVIOUR_2018, TrainConfig, validate
+from logger import RunLogger, TimeEstimate
+from rollout import Rollout, RolloutObs
 from vec_env import WorkerError
 
 tf.get_logger().setLevel("ERROR")   # TF1-API deprecation notices are expected here
@@ -37,18 +37,53 @@ def session_config(threads: int = 0) -> "tf.ConfigProto":
 
 # ----------------------------------------------------------------------------- the model
 
+OPTIMIZERS = ("rmsprop", "rmsprop-2018", "adam")
+
+
+def zero_start_rmsprop(grads_and_params, lr, decay=0.99, epsilon=1e-5, name="RMSPropZero"):
+    """RMSProp whose mean-square slot starts at 0 and is bias-corrected, epsilon outside the root (that is Adam
+    with beta1 = 0). TF1's RMSPropOptimizer starts the slot at 1.0, so while gradients are far below 1 its
+    first ~1,500 steps barely move the weights; here the first step already has size ~lr per weight.
+    grads_and_params: [(gradient, variable)]; lr: scalar tensor. Returns the update op.
+
+        v_t = decay * v_t-1 + (1 - decay) * g_t^2,   v_0 = 0
+        p_t = p_t-1 - lr * g_t / (sqrt(v_t / (1 - decay^t)) + epsilon)
+    """
+    with tf.variable_scope(name):
+        step = tf.get_variable("step", [], tf.float32, tf.zeros_initializer(), trainable=False)
+    step_t = tf.assign_add(step, 1.0)
+    correction = 1.0 - tf.pow(decay, step_t)   # 1 - decay^t
+    updates = []
+    for grad, param in grads_and_params:
+        mean_square = tf.get_variable(f"{param.op.name}/{name}", param.shape, tf.float32, tf.zeros_initializer(),
+                                      trainable=False)
+        new_mean_square = tf.assign(mean_square, decay * mean_square + (1.0 - decay) * tf.square(grad))
+        updates.append(tf.assign_sub(param, lr * grad / (tf.sqrt(new_mean_square / correction) + epsilon)))
+    return tf.group(*updates)
+
+
 class Model:
     """A step model (sampling) and a train model sharing one set of weights, in the default session.
 
-    | placeholder  | shape | meaning                     |
-    | actions_     | [n]   | actions taken, int32        |
-    | advantages_  | [n]   | returns - values            |
-    | rewards_     | [n]   | returns (value targets)     |
-    | lr_          | []    | learning rate of this call  |
+    | placeholder  | shape | meaning                                          |
+    | actions_     | [n]   | actions taken, int32                             |
+    | advantages_  | [n]   | returns - values                                 |
+    | rewards_     | [n]   | returns (value targets)                          |
+    | old_neglogp_ | [n]   | -log pi_old(a|s) when sampled (clipped objective) |
+    | lr_          | []    | learning rate of this call                       |
+
+    Called with only the 2018 arguments it builds the 2018 graph: TF1 RMSProp (decay 0.99, epsilon 1e-5 inside
+    the root, mean square starting at 1.0), raw advantages, the plain policy-gradient loss. The keywords choose
+    the project's improvements: `optimizer` ('rmsprop-2018', 'rmsprop': zero-start and bias-corrected, 'adam'),
+    `normalize_advantages` (per minibatch) and `clip_range` (PPO's clipped objective; None or 0: A2C's loss).
     """
 
-    def __init__(self, policy, ob_space, action_space, nenvs, nsteps, ent_coef, vf_coef, max_grad_norm, rng=None):
+    def __init__(self, policy, ob_space, action_space, nenvs, nsteps, ent_coef, vf_coef, max_grad_norm, rng=None,
+                 *, optimizer="rmsprop-2018", normalize_advantages=False, clip_range=None):
+        if optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
         self.sess = sess = tf.get_default_session()
+        self.normalize_advantages, self.clip_range = normalize_advantages, clip_range or None
         self.actions_ = tf.placeholder(tf.int32, [None], name="actions")
         self.advantages_ = tf.placeholder(tf.float32, [None], name="advantages")
         self.rewards_ = tf.placeholder(tf.float32, [None], name="returns")
@@ -57,8 +92,7 @@ class Model:
         self.train_model = train_model = policy(sess, ob_space, action_space, nenvs * nsteps, nsteps, reuse=True,
                                                 rng=rng)
         neglogpac = train_model.pd.neglogp(self.actions_)
-        # L_pg = mean(A * -log pi(a|s))
-        self.pg_loss = tf.reduce_mean(self.advantages_ * neglogpac)
+        self.pg_loss = self._policy_loss(neglogpac)
         # L_v = mean((R - V(s))^2) / 2
         self.vf_loss = tf.reduce_mean(tf.square(train_model.vf - self.rewards_)) / 2.0
         # H = mean entropy of pi(.|s)
@@ -71,21 +105,51 @@ class Model:
             grads, self.grad_norm = tf.clip_by_global_norm(grads, max_grad_norm)
         else:
             self.grad_norm = tf.global_norm(grads)
-        trainer = tf.train.RMSPropOptimizer(learning_rate=self.lr_, decay=0.99, epsilon=1e-5)
-        self._train = trainer.apply_gradients(list(zip(grads, self.params)))
+        self._train = self._build_train_op(optimizer, list(zip(grads, self.params)))
         self._weights_finite = [tf.reduce_all(tf.is_finite(p)) for p in self.params]
         self.saver = tf.train.Saver(tf.global_variables(), max_to_keep=None)
         self.step = self.step_model.step
+        self.step_neglogp = self.step_model.step_neglogp
         self.value = self.step_model.value
         sess.run(tf.global_variables_initializer())
 
-    def train(self, states_in, actions, returns, values, lr):
-        """One RMSProp step on a minibatch.
-        states_in [n, 96, 96, 4] uint8, actions [n] int32, returns [n] f32, values [n] f32
-        -> (policy_loss, value_loss, policy_entropy). Raises NonFiniteError before returning bad numbers."""
+    def _policy_loss(self, neglogpac):
+        """The policy loss: A2C's, or PPO's clipped surrogate when clip_range is set. neglogpac [n] f32."""
+        if not self.clip_range:
+            self.old_neglogp_ = None
+            # L_pg = mean(A * -log pi(a|s))
+            return tf.reduce_mean(self.advantages_ * neglogpac)
+        self.old_neglogp_ = tf.placeholder(tf.float32, [None], name="old_neglogp")
+        ratio = tf.exp(self.old_neglogp_ - neglogpac)   # pi(a|s) / pi_old(a|s)
+        clipped = tf.clip_by_value(ratio, 1.0 - self.clip_range, 1.0 + self.clip_range)
+        # L_clip = mean(max(-A * ratio, -A * clip(ratio, 1 - eps, 1 + eps)))
+        return tf.reduce_mean(tf.maximum(-self.advantages_ * ratio, -self.advantages_ * clipped))
+
+    def _build_train_op(self, optimizer, grads_and_params):
+        """The update op of `optimizer` for [(gradient, variable)], at the fed learning rate lr_."""
+        if optimizer == "rmsprop":
+            return zero_start_rmsprop(grads_and_params, self.lr_, decay=0.99, epsilon=1e-5)
+        if optimizer == "adam":
+            return tf.train.AdamOptimizer(self.lr_, beta1=0.9, beta2=0.999, epsilon=1e-5).apply_gradients(
+                grads_and_params)
+        return tf.train.RMSPropOptimizer(learning_rate=self.lr_, decay=0.99, epsilon=1e-5).apply_gradients(
+            grads_and_params)
+
+    def train(self, states_in, actions, returns, values, lr, neglogpacs=None):
+        """One optimizer step on a minibatch.
+        states_in [n, 96, 96, 4] uint8, actions [n] int32, returns [n] f32, values [n] f32, neglogpacs [n] f32
+        (-log pi_old(a|s) when sampled; needed with clip_range) -> (policy_loss, value_loss, policy_entropy).
+        Raises NonFiniteError before returning bad numbers."""
         advantages = returns - values
+        if self.normalize_advantages:
+            # A <- (A - mean(A)) / (std(A) + 1e-8), per minibatch
+            advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
         feed = {self.train_model.inputs_: states_in, self.actions_: actions, self.advantages_: advantages,
                 self.rewards_: returns, self.lr_: lr}
+        if self.old_neglogp_ is not None:
+            if neglogpacs is None:
+                raise ValueError("a model with clip_range needs the neglogpacs of the sampled actions")
+            feed[self.old_neglogp_] = neglogpacs
         policy_loss, value_loss, policy_entropy, grad_norm, _ = self.sess.run(
             [self.pg_loss, self.vf_loss, self.entropy, self.grad_norm, self._train], feed)
         for name, value in (("policy loss", policy_loss), ("value loss", value_loss),
@@ -174,54 +238,84 @@ def flatten_env_major(array: np.ndarray) -> np.ndarray:
     return array.swapaxes(0, 1).reshape(array.shape[0] * array.shape[1], *array.shape[2:])
 
 
+ACTION_STREAM = 0x5A17   # tags the action-noise streams apart from every other use of the run's seed
+
+
+def action_rngs(seed: int, env_indices) -> list:
+    """One action-noise generator per env, drawn from (seed, env index) alone, so env i samples the same
+    actions whichever process steps it (the local Runner or a remote worker holding envs i..i+E-1)."""
+    return [np.random.default_rng(np.random.SeedSequence([seed, ACTION_STREAM, int(i)])) for i in env_indices]
+
+
+def collect(venv, policy, obs, dones, rngs, nsteps, gamma, bootstrap_truncated=True, should_stop=lambda: False):
+    """Step the vector env `venv` for `nsteps` with `policy` (step_neglogp(obs, rngs), value(obs)).
+    obs [nenvs, 96, 96, 4] uint8 and dones [nenvs] bool: where the envs stand; rngs: one generator per env.
+    -> (Rollout, obs, dones after the last step), or None when should_stop() turned True mid-way.
+
+    With `bootstrap_truncated`, an episode cut by the time limit is not treated as an end: its last reward
+    gets gamma * V(final observation) added, as if the episode had gone on."""
+    nenvs = venv.num_envs
+    mb_obs = RolloutObs(nsteps, nenvs, obs.shape[1:], obs.dtype)   # stores 1 frame per step
+    mb = {name: np.zeros((nsteps, nenvs), dtype) for name, dtype in
+          (("actions", np.int32), ("rewards", np.float32), ("values", np.float32), ("neglogpacs", np.float32),
+           ("dones", bool))}
+    episodes = []
+    for step in range(nsteps):
+        actions, values, neglogpacs = policy.step_neglogp(obs, rngs=rngs)
+        mb_obs.add(step, obs, dones)
+        mb["actions"][step], mb["values"][step], mb["neglogpacs"][step], mb["dones"][step] = \
+            actions, values, neglogpacs, dones
+        obs, rewards, dones, infos = venv.step(actions)
+        mb["rewards"][step] = rewards + _bootstrap(policy, infos, gamma, bootstrap_truncated)
+        episodes.extend(info["episode"] for info in infos if "episode" in info)
+        if should_stop():
+            return None
+    rollout = Rollout(mb_obs, last_values=policy.value(obs), last_dones=np.array(dones, bool), episodes=episodes,
+                      **mb)
+    return rollout, obs, dones
+
+
+def _bootstrap(policy, infos, gamma, enabled) -> np.ndarray:
+    """[nenvs] gamma * V(final observation) for episodes cut by the time limit, else 0."""
+    extra = np.zeros(len(infos), dtype=np.float32)
+    cut = [i for i, info in enumerate(infos) if info.get("truncated")]
+    if enabled and cut:
+        final_obs = np.stack([infos[i]["final_observation"] for i in cut])
+        extra[cut] = gamma * policy.value(final_obs)
+    return extra
+
+
+def finish(rollout: Rollout, gamma: float, lam: float) -> tuple:
+    """Advantages and returns of a Rollout -> the training batch, env-major as the seed's sf01: obs
+    (RolloutObs: obs[indices] gives [n, 96, 96, 4] uint8; flat index = env * nsteps + step), actions [n] int32,
+    returns [n] f32, values [n] f32, neglogpacs [n] f32, episodes (list of info['episode'] dicts)."""
+    _advantages, returns = compute_gae(rollout.rewards, rollout.values, rollout.dones, rollout.last_values,
+                                       rollout.last_dones, gamma, lam)
+    flat = (flatten_env_major(a) for a in (rollout.actions, returns, rollout.values, rollout.neglogpacs))
+    return (rollout.obs, *flat, rollout.episodes)
+
+
 class Runner:
-    """Collects `nsteps` from every env with the step model and computes returns with GAE.
+    """The local sampler: collects `nsteps` from every env of `env` with the learner's own step model and
+    computes returns with GAE. `rngs`: one action-noise generator per env (default: action_rngs(0, ...))."""
 
-    With `bootstrap_truncated` (default), an episode cut by the time limit is not treated as an end: its last
-    reward gets gamma * V(final observation) added, as if the episode had gone on.
-    """
-
-    def __init__(self, env, model, nsteps, total_timesteps, gamma, lam, bootstrap_truncated=True):
+    def __init__(self, env, model, nsteps, total_timesteps, gamma, lam, bootstrap_truncated=True, rngs=None):
         self.env, self.model, self.nsteps = env, model, nsteps
         self.total_timesteps, self.gamma, self.lam = total_timesteps, gamma, lam
         self.bootstrap_truncated = bootstrap_truncated
+        self.rngs = rngs if rngs is not None else action_rngs(0, range(env.num_envs))
         self.obs = env.reset()                              # [nenvs, 96, 96, 4] uint8
         self.dones = np.zeros(env.num_envs, dtype=bool)     # [nenvs]
 
     def run(self, should_stop=lambda: False):
-        """-> obs (RolloutObs: obs[indices] gives [n, 96, 96, 4] uint8; flat index = env * nsteps + step),
-        actions [nenvs*nsteps] int32, returns [..] f32, values [..] f32, episodes (list of info['episode']
-        dicts), all env-major as the seed's sf01. Returns None when should_stop() turned True mid-way."""
-        nenvs = self.env.num_envs
-        mb_obs = RolloutObs(self.nsteps, nenvs, self.obs.shape[1:], self.obs.dtype)   # stores 1 frame per step
-        mb_actions = np.zeros((self.nsteps, nenvs), dtype=np.int32)
-        mb_rewards = np.zeros((self.nsteps, nenvs), dtype=np.float32)
-        mb_values = np.zeros((self.nsteps, nenvs), dtype=np.float32)
-        mb_dones = np.zeros((self.nsteps, nenvs), dtype=bool)
-        episodes = []
-        for step in range(self.nsteps):
-            actions, values = self.model.step(self.obs)
-            mb_obs.add(step, self.obs, self.dones)
-            mb_actions[step], mb_values[step], mb_dones[step] = actions, values, self.dones
-            self.obs, rewards, self.dones, infos = self.env.step(actions)
-            mb_rewards[step] = rewards + self._bootstrap(infos)
-            episodes.extend(info["episode"] for info in infos if "episode" in info)
-            if should_stop():
-                return None
-        last_values = self.model.value(self.obs)
-        advantages, returns = compute_gae(mb_rewards, mb_values, mb_dones, last_values, self.dones,
-                                          self.gamma, self.lam)
-        flat = (flatten_env_major(a) for a in (mb_actions, returns, mb_values))
-        return (mb_obs, *flat, episodes)
-
-    def _bootstrap(self, infos) -> np.ndarray:
-        """[nenvs] gamma * V(final observation) for episodes cut by the time limit, else 0."""
-        extra = np.zeros(len(infos), dtype=np.float32)
-        cut = [i for i, info in enumerate(infos) if info.get("truncated")]
-        if self.bootstrap_truncated and cut:
-            final_obs = np.stack([infos[i]["final_observation"] for i in cut])
-            extra[cut] = self.gamma * self.model.value(final_obs)
-        return extra
+        """-> the batch of `finish` (obs, actions, returns, values, neglogpacs, episodes), or None when
+        should_stop() turned True mid-way."""
+        collected = collect(self.env, self.model, self.obs, self.dones, self.rngs, self.nsteps, self.gamma,
+                            self.bootstrap_truncated, should_stop)
+        if collected is None:
+            return None
+        rollout, self.obs, self.dones = collected
+        return finish(rollout, self.gamma, self.lam)
 
 
 # ----------------------------------------------------------------------------- training state
@@ -235,6 +329,7 @@ class TrainingState:
     rng_state: dict = None                                      # numpy bit generator state
     elapsed: float = 0.0                                        # training seconds before this process
     worker_restarts: int = 0
+    action_rng_states: list = None                              # each env's action-noise generator state
 
     def mean_return(self):
         return float(np.mean([e["r"] for e in self.episodes])) if self.episodes else None
@@ -263,6 +358,16 @@ class StopOnSignal:
             signal.signal(signum, handler)
 
 
+class RunStopped(KeyboardInterrupt):
+    """Raised by learn() once a Ctrl-C (SIGINT) or SIGTERM stopped it and what there was to save is saved.
+    exit_code follows the shells' convention for a process ended by that signal: 130 for SIGINT, 143 for SIGTERM."""
+
+    def __init__(self, signal_name: str):
+        super().__init__(f"{signal_name} received")
+        self.signal_name = signal_name
+        self.exit_code = 128 + signal.Signals[signal_name].value
+
+
 def learning_rate(lr: float, schedule: str, timesteps: int, total_timesteps: int) -> float:
     """The learning rate for the next update: constant, or linear from lr down to 0 at total_timesteps."""
     if schedule == "linear":
@@ -272,9 +377,9 @@ def learning_rate(lr: float, schedule: str, timesteps: int, total_timesteps: int
 
 def train_epochs(model, batch, rng, noptepochs, nminibatches, lr) -> np.ndarray:
     """`noptepochs` passes over the batch in `nminibatches` shuffled minibatches, as the 2018 scripts.
-    batch: (obs [n, 96, 96, 4] uint8 (indexable), actions [n], returns [n], values [n]).
+    batch: (obs [n, 96, 96, 4] uint8 (indexable), actions [n], returns [n], values [n], neglogpacs [n]).
     -> mean (policy_loss, value_loss, policy_entropy) over the minibatches."""
-    obs, actions, returns, values = batch
+    obs, actions, returns, values, neglogpacs = batch
     minibatch_size = len(actions) // nminibatches
     # shuffled afresh each update from the saved generator alone, so that a resumed run draws the same
     # minibatches (a permutation carried over from earlier updates would not be in a checkpoint)
@@ -284,7 +389,8 @@ def train_epochs(model, batch, rng, noptepochs, nminibatches, lr) -> np.ndarray:
         rng.shuffle(indices)
         for start in range(0, len(actions), minibatch_size):
             mb_inds = indices[start:start + minibatch_size]
-            losses.append(model.train(obs[mb_inds], actions[mb_inds], returns[mb_inds], values[mb_inds], lr))
+            losses.append(model.train(obs[mb_inds], actions[mb_inds], returns[mb_inds], values[mb_inds], lr,
+                                      neglogpacs[mb_inds]))
     return np.mean(losses, axis=0)
 
 
@@ -307,114 +413,210 @@ def table_row(training: "TrainingState", fps, losses, values, returns, lr) -> di
 
 def learn(policy, env, nsteps, total_timesteps, gamma, lam, vf_coef, ent_coef, lr, max_grad_norm, log_interval,
           *, noptepochs=4, nminibatches=8, seed=0, lr_schedule="constant", truncation_as_terminal=False,
-          keep_checkpoints=5, run_dir=None, runs_dir="runs", models_dir="models", resume_from=None,
-          init_weights=None, progress=True, extra_config=None, callback=None, tf_threads=0, stream=None):
-    """Train A2C on the vector env `env`: collect a batch, then `noptepochs` passes of `nminibatches` shuffled
-    minibatches, as the 2018 scripts. A table row and a checkpoint every `log_interval` updates.
+          optimizer="rmsprop", normalize_advantages=False, clip_range=0.0, exact_2018=False, keep_checkpoints=5,
+          run_dir=None, runs_dir="runs", models_dir="models", **run_options):
+    """The 2018 scripts' entry point: train A2C on the vector env `env` with these hyperparameters (see `train`).
 
-    resume_from: a checkpoint folder to continue exactly (weights, RMSProp slots, counters, random state,
-    episode window); init_weights: a TF checkpoint whose weights start a new run. run_dir: the run folder
-    (default runs/<game>-<time>). callback(stats) is called after every update. Returns the run folder.
+    optimizer, normalize_advantages, clip_range: see config.TrainConfig; exact_2018 replaces them, the epochs,
+    minibatches, schedule and time-limit handling with the 2018 scripts' (config.BEHAVIOUR_2018).
+    run_options: resume_from, init_weights, progress, extra_config, callback, tf_threads, stream (see `train`).
     """
     config = TrainConfig(num_envs=env.num_envs, nsteps=nsteps, total_timesteps=total_timesteps, gamma=gamma, lam=lam,
                          vf_coef=vf_coef, ent_coef=ent_coef, lr=lr, lr_schedule=lr_schedule,
                          max_grad_norm=max_grad_norm, noptepochs=noptepochs, nminibatches=nminibatches,
-                         truncation_as_terminal=truncation_as_terminal, log_interval=log_interval,
-                         keep_checkpoints=keep_checkpoints, seed=seed, runs_dir=runs_dir, models_dir=models_dir)
-    validate(config)
-    batch_size = env.num_envs * nsteps
-    nupdates = total_timesteps // batch_size
-    run = RunFolder(run_dir or default_run_dir(runs_dir, getattr(env, "game", "A2C")), models_dir)
-    saved_config = dict(config.to_dict(), **(extra_config or {}))
-    # config.json records the settings in force (on resume, keys only the earlier config.json has are kept);
-    # the folder is written only once the checkpoint to start from has loaded, so a bad --resume or
-    # --init-weights leaves every file as it was
-    run_config = dict(run.read_config(), **saved_config) if resume_from else saved_config
+                         truncation_as_terminal=truncation_as_terminal, optimizer=optimizer,
+                         normalize_advantages=normalize_advantages, clip_range=clip_range, log_interval=log_interval,
+                         keep_checkpoints=keep_checkpoints, seed=seed, runs_dir=runs_dir, models_dir=models_dir,
+                         progress=run_options.pop("progress", True))
+    if exact_2018:
+        config = dataclasses.replace(config, exact_2018=True, **BEHAVIOUR_2018)
+    return train(policy, env, config, run_dir=run_dir, **run_options)
 
+
+def make_runner(env, model, rngs, config: TrainConfig):
+    """The sampler seam: an env object that samples for itself (ray_backend.RaySampler) makes its own runner;
+    a vector env is stepped here by the local Runner. Either has run(should_stop) -> the batch of `finish`."""
+    bootstrap = not config.truncation_as_terminal
+    if hasattr(env, "make_runner"):
+        return env.make_runner(model, rngs, config.nsteps, config.total_timesteps, config.gamma, config.lam, bootstrap)
+    return Runner(env, model, config.nsteps, config.total_timesteps, config.gamma, config.lam,
+                  bootstrap_truncated=bootstrap, rngs=rngs)
+
+
+def train(policy, env, config: TrainConfig, *, run_dir=None, resume_from=None, init_weights=None, extra_config=None,
+          callback=None, tf_threads=0, stream=None) -> str:
+    """Train on `env` (a vector env, or a sampler such as ray_backend.RaySampler) with `config`: collect a batch,
+    then `noptepochs` passes of `nminibatches` shuffled minibatches. A table row and a checkpoint every
+    `log_interval` updates. config.num_envs must equal env.num_envs.
+
+    resume_from: a checkpoint folder to continue exactly (weights, optimizer slots, counters, random states,
+    episode window); init_weights: a TF checkpoint whose weights start a new run. run_dir: the run folder
+    (default runs/<game>-<time>). callback(stats) is called after every update. Returns the run folder.
+
+    The progress bar counts agent steps as they are collected. Ctrl-C / SIGTERM: the step in hand ends, the last
+    update is saved, then RunStopped is raised (its exit_code for the caller). Nothing untrained is ever saved:
+    stopped or failed before any update ended, a run saves no checkpoint and removes the run folder it made.
+    """
+    config = dataclasses.replace(config, num_envs=env.num_envs)
+    validate(config)
+    run = RunFolder(run_dir or default_run_dir(config.runs_dir, getattr(env, "game", "A2C")), config.models_dir)
+    saved_config = dict(config.to_dict(), **(extra_config or {}))
     graph = tf.Graph()
     with graph.as_default(), tf.Session(graph=graph, config=session_config(tf_threads)) as sess, sess.as_default():
-        tf.set_random_seed(seed)
-        rng = np.random.default_rng(seed)
-        model = Model(policy, env.observation_space, env.action_space, env.num_envs, nsteps,
-                      ent_coef, vf_coef, max_grad_norm, rng=rng)
-        state = TrainingState(rng_state=rng.bit_generator.state)
+        learner = Learner(policy, env, config, run, saved_config)
+        learner.start(resume_from, init_weights, stream)
+        try:
+            learner.loop(callback)
+        finally:
+            learner.close()
+    return run.path
+
+
+class Learner:
+    """The learner's side of one run: the model, its random generators, the counters, the run folder and the
+    log. `start` loads what the run starts from, `loop` alternates sampling and training, `close` tidies up."""
+
+    def __init__(self, policy, env, config: TrainConfig, run: RunFolder, saved_config: dict):
+        self.env, self.config, self.run, self.saved_config = env, config, run, saved_config
+        tf.set_random_seed(config.seed)
+        self.rng = np.random.default_rng(config.seed)                   # minibatch shuffles
+        self.env_rngs = action_rngs(config.seed, range(env.num_envs))   # one action-noise stream per env
+        self.model = Model(policy, env.observation_space, env.action_space, env.num_envs, config.nsteps,
+                           config.ent_coef, config.vf_coef, config.max_grad_norm, rng=self.rng,
+                           optimizer=config.optimizer, normalize_advantages=config.normalize_advantages,
+                           clip_range=config.clip_range)
+        self.batch_size = env.num_envs * config.nsteps
+        self.nupdates = config.total_timesteps // self.batch_size
+        self.state = TrainingState(rng_state=self.rng.bit_generator.state)   # the last good update
+        self.episodes = collections.deque(maxlen=EPISODE_WINDOW)
+        self.saved_update = None      # the update of the newest checkpoint written by this process
+        self.new_folder = False
+        self._restarts_before = 0     # worker restarts of the run before this process
+        self.logger = self.runner = self.estimate = None
+        self.t_start = time.time()
+
+    # -- start and end
+    def start(self, resume_from, init_weights, stream) -> None:
+        """Load the checkpoint to start from, then write the run folder (so a bad --resume or --init-weights
+        leaves every file as it was); config.json keeps, on resume, keys only the earlier one has."""
         if resume_from:
-            model.load(os.path.join(resume_from, "model.ckpt"))
-            state = TrainingState(**load_state(resume_from)["training"])
-            rng.bit_generator.state = state.rng_state
+            self.model.load(os.path.join(resume_from, "model.ckpt"))
+            self._restore(TrainingState(**load_state(resume_from)["training"]))
         elif init_weights:
-            model.load(resolve_checkpoint(init_weights, models_dir))
-        run.create(run_config)
-        if resume_from and os.path.dirname(os.path.abspath(resume_from)) == os.path.abspath(run.checkpoints_dir):
-            run.discard_after(state.update)
-        runner = Runner(env, model, nsteps, total_timesteps, gamma, lam, bootstrap_truncated=not truncation_as_terminal)
-        logger = RunLogger(run.path, total_timesteps, state.timesteps, progress, stream=stream)
-        episodes = collections.deque(state.episodes, maxlen=EPISODE_WINDOW)
-        saved_update = state.update if resume_from else None
-        t_start = time.time() - state.elapsed
+            self.model.load(resolve_checkpoint(init_weights, self.config.models_dir))
+        self.runner = make_runner(self.env, self.model, self.env_rngs, self.config)
+        self.new_folder = not os.path.exists(self.run.path)   # removed again when no update ends
+        self.run.create(dict(self.run.read_config(), **self.saved_config) if resume_from else self.saved_config)
+        if resume_from and os.path.dirname(os.path.abspath(resume_from)) == os.path.abspath(self.run.checkpoints_dir):
+            self.run.discard_after(self.state.update)
+        self.logger = RunLogger(self.run.path, self.config.total_timesteps, self.state.timesteps,
+                                self.config.progress, stream=stream)
+        if resume_from:
+            self.logger.print(f"resuming {resume_from}: update {self.state.update}, {self.state.timesteps:,} steps")
+        self.estimate = TimeEstimate(self.batch_size, self.nupdates - self.state.update, self.logger.print,
+                                     resumed=bool(resume_from))
 
-        def snapshot() -> TrainingState:
-            return TrainingState(update, timesteps, list(episodes), rng.bit_generator.state,
-                                 time.time() - t_start, getattr(env, "restarts", 0) + restarts_before)
+    def _restore(self, state: TrainingState) -> None:
+        self.state, self.saved_update = state, state.update
+        self._restarts_before = state.worker_restarts
+        self.rng.bit_generator.state = state.rng_state
+        for env_rng, saved_state in zip(self.env_rngs, state.action_rng_states or []):
+            env_rng.bit_generator.state = saved_state
+        self.episodes.extend(state.episodes)
+        self.t_start = time.time() - state.elapsed
 
-        def save(training: TrainingState) -> str:
-            nonlocal saved_update
-            path = run.save(training.update, model.save, {"training": dataclasses.asdict(training),
-                                                          "config": saved_config}, keep_checkpoints,
-                            score=training.mean_return())
-            saved_update = training.update
-            return path
+    def close(self) -> None:
+        if self.logger is None:
+            return
+        self.logger.close()
+        if self.new_folder and self.state.update == 0:   # no update ended: leave no run folder behind
+            removed = self.run.remove_if_unused()
+            self.logger.print(f"{'removed' if removed else 'kept'} the run folder {self.run.path} (no update ended)")
 
-        update, timesteps = state.update, state.timesteps
-        restarts_before = state.worker_restarts
-        last_good = state
+    # -- the loop
+    def loop(self, callback=None) -> None:
+        """Updates until the step budget is spent or a signal asks to stop; then the last update is saved."""
         stop = StopOnSignal()
         try:
             with stop:
-                while update < nupdates and not stop.requested:
-                    current_lr = learning_rate(lr, lr_schedule, timesteps, total_timesteps)
-                    t_update = time.time()
-                    batch = runner.run(should_stop=lambda: stop.requested)
-                    if batch is None:
+                while self.state.update < self.nupdates and not stop.requested:
+                    if not self.update(lambda: self._step_done(stop), callback):
                         break
-                    obs, actions, returns, values, new_episodes = batch
-                    t_sampled = time.time()
-                    losses = train_epochs(model, (obs, actions, returns, values), rng, noptepochs,
-                                          nminibatches, current_lr)
-                    model.check_weights()
-                    t_trained = time.time()
-                    update, timesteps = update + 1, timesteps + batch_size
-                    episodes.extend(new_episodes)
-                    last_good = snapshot()
-                    fps = batch_size / (t_trained - t_update)
-                    mean_return = last_good.mean_return()
-                    logger.advance(batch_size, fps, mean_return if mean_return is not None else float("nan"))
-                    if callback:
-                        callback(dict(update=update, timesteps=timesteps, fps=fps, t_sample=t_sampled - t_update,
-                                      t_train=t_trained - t_sampled, t_update=time.time() - t_update))
-                    if update % log_interval == 0 or update == 1 or update == nupdates:
-                        row = table_row(last_good, fps, losses, values, returns, current_lr)
-                        logger.log_row(row, [e["r"] for e in episodes], [e["l"] for e in episodes])
-                        logger.print(f"checkpoint: {save(last_good)}")
-            if stop.requested:
-                path = save(last_good) if saved_update != last_good.update else run.latest()
-                logger.print(f"{stop.requested} received: stopped after update {last_good.update}, "
-                             f"checkpoint {path}. Continue with: python agent.py --resume {run.path}")
-            elif saved_update != last_good.update:
-                logger.print(f"checkpoint: {save(last_good)}")
+            self._finish(stop.requested)
         except NonFiniteError as error:
-            raise NonFiniteError(f"{error} at update {update + 1}; nothing was saved from it. The last good "
-                                 f"checkpoint is {run.latest() or 'none (no update was saved yet)'}: lower --lr or "
-                                 "--max-grad-norm and resume from it") from None
+            raise NonFiniteError(f"{error} at update {self.state.update + 1}; nothing was saved from it. The last "
+                                 f"good checkpoint is {self.run.latest() or 'none (no update was saved yet)'}: lower "
+                                 "--lr or --max-grad-norm and resume from it") from None
         except WorkerError as error:
             if error.details:   # the worker's traceback goes to the log; the error itself stays one line
-                logger.print(f"{error}; the worker's traceback:\n{error.details.rstrip()}")
-            if saved_update != last_good.update:
-                logger.print(f"env worker failed; checkpoint of update {last_good.update}: {save(last_good)}")
+                self.logger.print(f"{error}; the worker's traceback:\n{error.details.rstrip()}")
+            if self.saved_update != self.state.update and self.state.update > 0:
+                self.logger.print(f"env worker failed; checkpoint of update {self.state.update}: {self.save()}")
             raise
-        finally:
-            logger.close()
-    return run.path
+
+    def _step_done(self, stop: StopOnSignal) -> bool:
+        """After each step of the vector env: the bar counts its agent steps; True once a signal asks to stop."""
+        self.logger.advance(self.env.num_envs)
+        self.estimate.steps_done(self.env.num_envs)
+        return bool(stop.requested)
+
+    def update(self, should_stop, callback=None) -> bool:
+        """Sample one batch, train on it, log and save as configured. -> False when stopped while sampling."""
+        config = self.config
+        current_lr = learning_rate(config.lr, config.lr_schedule, self.state.timesteps, config.total_timesteps)
+        t_update = time.time()
+        batch = self.runner.run(should_stop=should_stop)
+        if batch is None:
+            return False
+        obs, actions, returns, values, neglogpacs, new_episodes = batch
+        t_sampled = time.time()
+        losses = train_epochs(self.model, (obs, actions, returns, values, neglogpacs), self.rng,
+                              config.noptepochs, config.nminibatches, current_lr)
+        self.model.check_weights()
+        t_trained = time.time()
+        self.episodes.extend(new_episodes)
+        self.state = self.snapshot(self.state.update + 1, self.state.timesteps + self.batch_size)
+        fps = self.batch_size / (t_trained - t_update)
+        self.logger.advance(0, fps, self.state.mean_return())   # the steps were counted as collected
+        self.estimate.update_done(t_trained - t_update)
+        if callback:
+            callback(dict(update=self.state.update, timesteps=self.state.timesteps, fps=fps,
+                          t_sample=t_sampled - t_update, t_train=t_trained - t_sampled, t_update=time.time() - t_update,
+                          **getattr(self.runner, "last_transfer", {})))
+        update = self.state.update
+        if update % config.log_interval == 0 or update == 1 or update == self.nupdates:
+            row = table_row(self.state, fps, losses, values, returns, current_lr)
+            self.logger.log_row(row, [e["r"] for e in self.episodes], [e["l"] for e in self.episodes])
+            self.logger.print(f"checkpoint: {self.save()}")
+        return True
+
+    def _finish(self, signal_name) -> None:
+        """After the loop: save what is not saved yet; after a signal, say how to go on and raise RunStopped."""
+        if signal_name and self.state.update == 0:   # nothing trained: nothing saved, models/latest kept
+            self.logger.print(f"{signal_name} received before the first update ended: nothing was saved")
+            raise RunStopped(signal_name)
+        if signal_name:
+            path = self.save() if self.saved_update != self.state.update else self.run.latest()
+            self.logger.print(f"{signal_name} received: stopped after update {self.state.update}, "
+                              f"checkpoint {path}. Continue with: python agent.py --resume {self.run.path}")
+            raise RunStopped(signal_name)
+        if self.saved_update != self.state.update:
+            self.logger.print(f"checkpoint: {self.save()}")
+
+    # -- state
+    def snapshot(self, update: int, timesteps: int) -> TrainingState:
+        """The training state after `update` updates and `timesteps` steps, as a checkpoint stores it."""
+        return TrainingState(update, timesteps, list(self.episodes), self.rng.bit_generator.state,
+                             time.time() - self.t_start, self._restarts_before + getattr(self.env, "restarts", 0),
+                             [env_rng.bit_generator.state for env_rng in self.env_rngs])
+
+    def save(self) -> str:
+        training = self.state
+        path = self.run.save(training.update, self.model.save, {"training": dataclasses.asdict(training),
+                                                                 "config": self.saved_config},
+                             self.config.keep_checkpoints, score=training.mean_return())
+        self.saved_update = training.update
+        return path
 
 
 # ----------------------------------------------------------------------------- watching

@@ -2,19 +2,20 @@
 
 Examples:
     python play.py                                   # latest checkpoint, a window where there is a display
-    python play.py --level GreenHillZone.Act2 --episodes 3 --deterministic
-    python play.py --record sonic.mp4                # full-colour video, works without a display
+    python play.py --checkpoint runs/NAME --episodes 3 --deterministic    # the latest checkpoint of one run
+    python play.py --record agent.mp4 --seed 1       # full-colour video, works without a display
+    python play.py --level GreenHillZone.Act1        # a level by name (needs the Sonic ROM)
 """
 import argparse
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")   # keep TensorFlow's start-up chatter out of the output
+from cli import ROM_NOTE, HelpFormatter, add_verbose_argument, examples_epilog
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Play a trained A2C agent and print each episode's score.",
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=HelpFormatter, epilog=examples_epilog(__doc__, ROM_NOTE))
     parser.add_argument("--checkpoint", default="latest",
                         help="'latest' (models/latest), a run folder, a checkpoint folder or a TF checkpoint prefix "
                              "such as models/260/model.ckpt")
@@ -29,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="show the game in a window (default: when a display is available)")
     parser.add_argument("--models-dir", default="models", help="folder whose 'latest' file names the checkpoint")
     parser.add_argument("--seed", type=int, default=0, help="seed of the action sampling and the sticky frames")
+    add_verbose_argument(parser)
     return parser
 
 
@@ -39,10 +41,17 @@ def choose_level(envs, game: str, level):
     if level.isdigit():
         levels = envs.default_levels(game)
         if int(level) >= len(levels):
-            raise envs.GameError(f"--level {level}: the level list has {len(levels)} levels (0 to {len(levels) - 1})")
+            raise envs.GameError(f"--level {level}: {level_count(len(levels))}")
         return levels[int(level)]
     envs.check_levels(game, [level])
     return level
+
+
+def level_count(number: int) -> str:
+    """What --level INDEX may be: 'the level list has 1 level (index 0)', '... 13 levels (0 to 12)'."""
+    if number == 1:
+        return "the level list has 1 level (index 0)"
+    return f"the level list has {number} levels (0 to {number - 1})"
 
 
 def main(argv=None) -> int:
@@ -54,10 +63,10 @@ def main(argv=None) -> int:
 def watch(args) -> int:
     import env as envs
     from checkpoint import resolve_checkpoint
-    from config import ConfigError
+    from errors import check_number
     from recording import EpisodeFrames, check_video_path, write_video
-    if args.episodes <= 0:
-        raise ConfigError("--episodes must be positive")
+    check_number("--episodes", args.episodes, positive=True)
+    check_number("--seed", args.seed, minimum=0)
     if args.record:
         check_video_path(args.record)
     game = envs.resolve_game(args.game)
@@ -74,6 +83,8 @@ def watch(args) -> int:
         return envs.make_level(game, level, render_mode=render_mode,
                                frame_sink=frames)
 
+    from cli import import_tensorflow
+    import_tensorflow(args.verbose)
     from architecture import A2CPolicy
     from model import play
     print(f"playing {game} / {level} with {checkpoint}", flush=True)

@@ -2,6 +2,11 @@
 
 Reads each run folder's progress.csv (see logger.py) and draws the episode return (ep_return_mean) against
 total_timesteps, one line per run, with panels beside it for the losses and the explained variance.
+
+Examples:
+    python plot.py runs/NAME                         # one run, to progress.png
+    python plot.py runs/A runs/B -o learning.png     # runs side by side, legend = run folder names
+    python plot.py runs/NAME --smooth 1              # no smoothing
 """
 import argparse
 import csv
@@ -9,6 +14,8 @@ import os
 import sys
 
 import numpy as np
+
+from cli import HelpFormatter, examples_epilog
 
 RETURN_COLUMN = "ep_return_mean"
 X_COLUMN = "total_timesteps"
@@ -28,7 +35,7 @@ class PlotError(ValueError):
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Plot episode return and losses of training runs from their "
                                                  "progress.csv.",
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=HelpFormatter, epilog=examples_epilog(__doc__))
     parser.add_argument("runs", nargs="+", metavar="RUN", help="run folders (runs/<name>), each with a progress.csv")
     parser.add_argument("-o", "--output", default="progress.png", help="the PNG file to write")
     parser.add_argument("--smooth", type=int, default=10,
@@ -39,21 +46,30 @@ def build_parser() -> argparse.ArgumentParser:
 def read_progress(run_dir: str) -> dict:
     """run_dir/progress.csv -> column name -> [nrows] float64 (empty or non-numeric cells become NaN).
 
-    Raises PlotError when the file is missing, empty or lacks total_timesteps / ep_return_mean.
+    Raises PlotError when the file is missing, lacks total_timesteps / ep_return_mean, or has under 2 rows.
     """
     path = os.path.join(run_dir, "progress.csv")
     if not os.path.isfile(path):
         raise PlotError(f"{run_dir}: no progress.csv (not a run folder, or the run has not logged a row yet)")
-    with open(path, newline="") as fh:
-        reader = csv.DictReader(fh)
-        rows = list(reader)
-        fieldnames = reader.fieldnames or []
+    try:
+        with open(path, newline="") as fh:
+            reader = csv.DictReader(fh)
+            rows = list(reader)
+            fieldnames = reader.fieldnames or []
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise PlotError(f"{path}: cannot be read as a table ({error}): is it a progress.csv of this project?") from None
     missing = [c for c in (X_COLUMN, RETURN_COLUMN) if c not in fieldnames]
     if missing:
         raise PlotError(f"{path}: no column {', '.join(missing)} (is it a progress.csv of this project?)")
     if not rows:
         raise PlotError(f"{path}: no rows yet (the run has not logged its first update)")
-    return {name: np.array([_to_float(row.get(name)) for row in rows]) for name in fieldnames}
+    if len(rows) == 1:
+        raise PlotError(f"{path}: one row (update {rows[0].get('nupdates') or '?'}) is too little to plot: plot again "
+                        "once the run has logged more (a row every --log-interval updates)")
+    columns = {name: np.array([_to_float(row.get(name)) for row in rows]) for name in fieldnames}
+    if not np.isfinite(columns[X_COLUMN]).any():
+        raise PlotError(f"{path}: no row has a number in {X_COLUMN} (is it a progress.csv of this project?)")
+    return columns
 
 
 def _to_float(cell) -> float:
@@ -115,23 +131,24 @@ def make_figure(runs: dict, window: int):
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        if args.smooth < 1:
-            raise PlotError("--smooth must be at least 1")
-        if not args.output.lower().endswith(".png"):
-            raise PlotError(f"-o {args.output!r}: the file must end in .png")
-        folder = os.path.dirname(os.path.abspath(args.output))
-        if not os.path.isdir(folder):
-            raise PlotError(f"-o {args.output!r}: the folder {folder} does not exist")
-        runs = {}
-        for run_dir in args.runs:
-            label = run_label(run_dir)
-            runs[label if label not in runs else run_dir] = read_progress(run_dir)
-    except PlotError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    from errors import run_command
+    return run_command(plot, args, user_errors=(PlotError,))
+
+
+def plot(args) -> int:
+    """Check the options and read every run first; then draw, and write the PNG whole or not at all (a failed
+    write leaves an earlier PNG as it was)."""
+    from errors import check_number
+    from outputs import check_output_file, replaced_on_success
+    check_number("--smooth", args.smooth, minimum=1, error=PlotError)
+    check_output_file(args.output, "-o", (".png",), PlotError)
+    runs = {}
+    for run_dir in args.runs:
+        label = run_label(run_dir)
+        runs[label if label not in runs else run_dir] = read_progress(run_dir)
     figure = make_figure(runs, args.smooth)
-    figure.savefig(args.output, dpi=100)
+    with replaced_on_success(args.output, "-o", PlotError) as tmp:
+        figure.savefig(tmp, dpi=100)
     print(f"wrote {args.output} ({len(runs)} run(s))")
     return 0
 

@@ -97,3 +97,53 @@ class RolloutObs:
     def __array__(self, dtype=None, copy=None) -> np.ndarray:  # -> [nenvs * nsteps, H, W, k]
         whole = self[np.arange(len(self))]
         return whole.astype(dtype) if dtype is not None else whole
+
+
+def concat_obs(parts: list) -> RolloutObs:
+    """RolloutObs of several groups of envs (same nsteps), joined along the env axis in order."""
+    nsteps, obs_shape, dtype = parts[0].nsteps, parts[0].obs_shape, parts[0].dtype
+    joined = RolloutObs(nsteps, sum(part.nenvs for part in parts), obs_shape, dtype)
+    joined.starts = np.concatenate([part.starts for part in parts], axis=1)
+    joined._filled = nsteps
+    if all(part.full is None for part in parts):
+        joined.first = np.concatenate([part.first for part in parts])
+        joined.frames = np.concatenate([part.frames for part in parts])
+    else:   # one group fell back to whole observations: store every group whole
+        whole = [np.asarray(part).reshape(part.nenvs, nsteps, *obs_shape).swapaxes(0, 1) for part in parts]
+        joined.full, joined.first, joined.frames = np.concatenate(whole, axis=1), None, None
+    return joined
+
+
+class Rollout:
+    """What a sampler collects in `nsteps` steps of its envs, before advantages (computed by the learner).
+
+    | field        | shape            | meaning                                                        |
+    | obs          | RolloutObs       | observation t of each env (one frame stored per step)          |
+    | actions      | [nsteps, nenvs]  | int32, sampled from each env's own random stream               |
+    | rewards      | [nsteps, nenvs]  | f32, scaled; + gamma * V(final obs) where a time limit cut     |
+    | values       | [nsteps, nenvs]  | f32, V(obs t)                                                  |
+    | neglogpacs   | [nsteps, nenvs]  | f32, -log pi(action t) when sampled                            |
+    | dones        | [nsteps, nenvs]  | bool, obs t starts a new episode                               |
+    | last_values  | [nenvs]          | f32, V of the observation after the last step                  |
+    | last_dones   | [nenvs]          | bool, that observation starts a new episode                    |
+    | episodes     | list of dicts    | info['episode'] of the episodes that ended, in step order      |
+    """
+
+    FIELDS = ("actions", "rewards", "values", "neglogpacs", "dones")
+
+    def __init__(self, obs, actions, rewards, values, neglogpacs, dones, last_values, last_dones, episodes):
+        self.obs, self.actions, self.rewards, self.values = obs, actions, rewards, values
+        self.neglogpacs, self.dones, self.last_values, self.last_dones = neglogpacs, dones, last_values, last_dones
+        self.episodes = episodes
+
+    @property
+    def num_envs(self) -> int:
+        return self.actions.shape[1]
+
+    @classmethod
+    def concat(cls, parts: list) -> "Rollout":
+        """Rollouts of consecutive groups of envs -> one rollout over all of them (env axis in order)."""
+        arrays = {name: np.concatenate([getattr(part, name) for part in parts], axis=1) for name in cls.FIELDS}
+        return cls(concat_obs([part.obs for part in parts]), last_values=np.concatenate([p.last_values for p in parts]),
+                   last_dones=np.concatenate([p.last_dones for p in parts]),
+                   episodes=[e for part in parts for e in part.episodes], **arrays)

@@ -18,16 +18,10 @@ import threading
 import time
 import traceback
 
+import cloudpickle
 import numpy as np
 
-
-class WorkerError(RuntimeError):
-    """An env worker raised, died or hung; the message (one line) names the env, its level and the cause;
-    `details` holds the worker's traceback when it raised."""
-
-    def __init__(self, env_idx: int, name: str, cause: str, details: str = ""):
-        self.env_idx, self.name, self.cause, self.details = env_idx, name, cause, details
-        super().__init__(f"env {env_idx} ({name}) failed: {cause}")
+from errors import WorkerError  # noqa: F401  (raised here; vec_env.WorkerError as before)
 
 
 def step_with_autoreset(env, action) -> tuple:
@@ -87,6 +81,30 @@ def _stack_results(results) -> tuple:
     """[(obs, reward, done, info)] -> obs [nenvs, ...], rewards [nenvs] float32, dones [nenvs] bool, infos."""
     obs, rewards, dones, infos = zip(*results)
     return np.stack(obs), np.asarray(rewards, np.float32), np.asarray(dones, bool), list(infos)
+
+
+class PickledByValue:
+    """An env factory that reaches a worker process pickled with cloudpickle: lambdas and closures too, which the
+    standard pickle refuses ("Can't pickle local object"), as baselines' CloudpickleWrapper did."""
+
+    def __init__(self, fn):
+        self.fn = fn
+
+    def __call__(self):
+        return self.fn()
+
+    def __getstate__(self) -> bytes:
+        return cloudpickle.dumps(self.fn)
+
+    def __setstate__(self, data: bytes) -> None:
+        self.fn = cloudpickle.loads(data)
+
+
+def factory_modules(env_fns) -> list:
+    """The modules the fork server imports once, so that each worker forks with them loaded: '__main__' and
+    the module that defines each factory (a functools.partial's function; a lambda's defining module)."""
+    modules = {getattr(getattr(fn, "func", fn), "__module__", None) for fn in env_fns}
+    return sorted({"__main__"} | modules - {None})
 
 
 def _worker(conn, env_fn, seed: int) -> None:
@@ -193,7 +211,7 @@ class SubprocVecEnv:
         self.closed = False
         self.ctx = mp.get_context("forkserver")
         # the fork server imports the env factories' modules once; each worker is forked from it with them loaded
-        self.ctx.set_forkserver_preload(sorted({"__main__"} | {getattr(fn, "func", fn).__module__ for fn in self.env_fns}))
+        self.ctx.set_forkserver_preload(factory_modules(self.env_fns))
         self.conns = [None] * self.num_envs
         self.procs = [None] * self.num_envs
         SubprocVecEnv._open += 1
@@ -211,7 +229,7 @@ class SubprocVecEnv:
     def _start(self, idx: int, seed=None) -> None:
         parent_conn, child_conn = self.ctx.Pipe()
         seed = self.seed + idx if seed is None else seed
-        proc = self.ctx.Process(target=_worker, args=(child_conn, self.env_fns[idx], seed),
+        proc = self.ctx.Process(target=_worker, args=(child_conn, PickledByValue(self.env_fns[idx]), seed),
                                 name=f"env-{idx}", daemon=True)
         proc.start()
         child_conn.close()

@@ -1,7 +1,9 @@
 """Where the time and memory of training go, on the embedded default game (no ROM needed).
 
+Examples:
     python bench/throughput.py                       # the 'matched' and 'seed' configurations, 3 repetitions
-    python bench/throughput.py --configs tiny --reps 1 --updates 1 --json out.json
+    python bench/throughput.py --configs matched --reps 3 --json bench.json
+    python bench/throughput.py --configs tiny --reps 1 --updates 1 --json out.json    # a quick check
 
 For each configuration it prints min / median / max over the repetitions of:
   ceiling      agent steps/s of the project's vector env (full wrapper chain) with random actions
@@ -28,6 +30,7 @@ import numpy as np  # noqa: E402
 import psutil  # noqa: E402
 
 import env as envs  # noqa: E402
+from cli import HelpFormatter, examples_epilog  # noqa: E402
 
 CONFIGS = {   # name -> (num_envs, nsteps, noptepochs, nminibatches)
     "seed": (13, 2048, 4, 8),
@@ -190,22 +193,43 @@ def print_result(name: str, result: dict, out=sys.stdout) -> None:
     print(f"  memory measured as {result['memory_kind'].upper()}", file=out)
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=HelpFormatter,
+                                     epilog=examples_epilog(__doc__))
     parser.add_argument("--configs", default="matched,seed", help=f"comma-separated, of {', '.join(CONFIGS)}")
     parser.add_argument("--reps", type=int, default=3, help="repetitions of every measurement")
     parser.add_argument("--updates", type=int, default=2, help="learn() updates measured after the warm-up one")
     parser.add_argument("--ceiling-steps", type=int, default=300, help="vector-env steps for the ceiling")
     parser.add_argument("--train-steps", type=int, default=20, help="train-op calls timed")
     parser.add_argument("--json", help="also write the figures to this JSON file")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    from errors import run_command
+    return run_command(benchmark, args)
+
+
+def check_options(args) -> list:
+    """Every option checked before anything is measured (the --json file too); returns the configuration names."""
+    from errors import ConfigError, check_number
+    from outputs import check_output_file
     names = [n.strip() for n in args.configs.split(",") if n.strip()]
     unknown = [n for n in names if n not in CONFIGS]
-    if unknown or args.reps < 1 or args.updates < 1:
-        print(f"error: unknown configuration {unknown} (choose from {', '.join(CONFIGS)}) or reps/updates < 1",
-              file=sys.stderr)
-        return 2
+    if unknown or not names:
+        raise ConfigError(f"unknown configuration {', '.join(unknown) or repr(args.configs)}: choose from "
+                          f"{', '.join(CONFIGS)}")
+    for option in ("reps", "updates", "ceiling_steps", "train_steps"):
+        check_number(f"--{option.replace('_', '-')}", getattr(args, option), minimum=1)
+    if args.json:
+        check_output_file(args.json, "--json", (".json",))
+    return names
+
+
+def benchmark(args) -> int:
+    from outputs import replaced_on_success
+    names = check_options(args)
     report = {"machine": machine(), "game": envs.resolve_game("auto"), "configs": {}}
     print(f"machine: {json.dumps(report['machine'])}\ngame: {report['game']}")
     for name in names:
@@ -213,7 +237,7 @@ def main(argv=None) -> int:
         print_result(name, report["configs"][name])
     report["machine"]["load_average_after"] = os.getloadavg()
     if args.json:
-        with open(args.json, "w") as fh:
+        with replaced_on_success(args.json, "--json") as tmp, open(tmp, "w") as fh:
             json.dump(report, fh, indent=2)
     return 0
 

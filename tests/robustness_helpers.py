@@ -113,7 +113,8 @@ def check_checkpoint(folder: str) -> dict:
     with open(os.path.join(folder, "state.json")) as fh:
         state = json.load(fh)
     variables = read_variables(os.path.join(folder, "model.ckpt"))
-    assert "model/conv2d/kernel" in variables and "model/conv2d/kernel/RMSProp" in variables, sorted(variables)
+    assert "model/conv2d/kernel" in variables, sorted(variables)
+    assert any(name.startswith("model/conv2d/kernel/RMSProp") for name in variables), sorted(variables)   # a slot
     return state
 
 

@@ -102,9 +102,20 @@ def test_sticky_first_frame_has_probability_one_quarter_and_is_reproducible():
     assert abs(fraction - 0.25) < 0.04        # 4 standard deviations of a binomial(1999, 0.25) fraction
     # exactly reproducible, and exactly the seeded generator's draws: one uniform per step after the first
     np.testing.assert_array_equal(_sticky_pattern(seed=123, nsteps=nsteps), sticky)
-    expected = np.random.default_rng(123).random(nsteps - 1) < 0.25
+    expected = env.sticky_generator(123).random(nsteps - 1) < 0.25
     np.testing.assert_array_equal(sticky[1:], expected)
     assert not np.array_equal(_sticky_pattern(seed=124, nsteps=nsteps), sticky)
+
+
+def test_env_0_sticky_frames_and_the_learner_draw_different_streams():
+    """Env i is reset with seed + i and model.learn draws from default_rng(seed): for env 0 the two seeds are the
+    same number, yet the sticky frames must not replay the learner's minibatch shuffles (nor the reverse)."""
+    for seed in (0, 1, 123):
+        learner = np.random.default_rng(seed).random(1000)
+        sticky = _sticky_pattern(seed=seed, nsteps=1001)[1:]
+        assert not np.array_equal(env.sticky_generator(seed).random(1000), learner)
+        assert not np.array_equal(sticky, learner < env.STICK_PROB)
+        np.testing.assert_array_equal(sticky, env.sticky_generator(seed).random(1000) < env.STICK_PROB)
 
 
 def test_sticky_frame_skip_forgets_the_held_action_on_reset():

@@ -79,7 +79,7 @@ def test_summary_of_known_episodes_and_missing_progress():
 def test_table_text_and_files_have_the_columns(tmp_path):
     played = evaluate.evaluate_levels(score_level_factories(), vec_player(obs_act), 2, seed=SEED)
     rows = evaluate.score_table(played)
-    lines = evaluate.format_table(rows).splitlines()
+    lines = evaluate.format_score_table(rows).splitlines()
     assert lines[0].split() == evaluate.COLUMNS
     assert [line.split()[0] for line in lines if not line.startswith("-")][1:] == [*played, "overall"]
 

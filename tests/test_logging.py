@@ -4,12 +4,13 @@ import glob
 import io
 import math
 import os
+import re
 
 import numpy as np
 import pytest
 
 tf = pytest.importorskip("tensorflow.compat.v1")
-from logger import TAGS, RunLogger  # noqa: E402
+from logger import TAGS, RunLogger, TimeEstimate, format_table  # noqa: E402
 
 
 def table_row(update: int, return_mean=None) -> dict:
@@ -41,10 +42,10 @@ def log(run_dir, logged, start_timesteps=0) -> str:
 
 
 def read_csv(run_dir) -> tuple:
-    """-> (header, rows as column -> float)."""
+    """-> (header, rows as column -> float; an empty cell, no number yet, as NaN)."""
     with open(os.path.join(run_dir, "progress.csv"), newline="") as fh:
         reader = csv.DictReader(fh)
-        return reader.fieldnames, [{k: float(v) for k, v in row.items()} for row in reader]
+        return reader.fieldnames, [{k: float(v) if v != "" else math.nan for k, v in row.items()} for row in reader]
 
 
 def read_events(run_dir) -> tuple:
@@ -168,3 +169,75 @@ def test_progress_bar_only_on_a_terminal(tmp_path, stream_class, progress, bar_s
     assert written.count("| nupdates") == 2                          # the table is always there
     assert ("200/1.00k" in written) == bar_shown                     # tqdm's "n/total" (unit_scale)
     assert ("\r" in written) == bar_shown
+
+
+def test_no_number_yet_is_a_dash_in_the_table_and_an_empty_cell_in_the_csv(tmp_path):
+    """Before the first episode ends ep_return_mean / ep_length_mean have no value: '-', not 'nan'."""
+    printed = log(tmp_path, LOGGED[:2])
+    first_table = printed.split("| nupdates")[1]
+    assert re.search(r"^\| ep_return_mean\s+\| -\s+\|$", first_table, re.M), first_table
+    assert re.search(r"^\| ep_length_mean\s+\| -\s+\|$", first_table, re.M), first_table
+    assert "nan" not in printed
+    with open(tmp_path / "progress.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert rows[0]["ep_return_mean"] == rows[0]["ep_length_mean"] == ""
+    assert float(rows[1]["ep_return_mean"]) == 12.5
+    import plot                                                       # the reader of the CSV copes with it
+    columns = plot.read_progress(str(tmp_path))
+    assert math.isnan(columns["ep_return_mean"][0]) and columns["ep_return_mean"][1] == 12.5
+    assert "| 1 " in format_table({"a": 1}) and "| - " in format_table({"a": None})
+
+
+def test_progress_bar_counts_steps_as_they_come_and_shows_a_dash_without_episodes(tmp_path):
+    stream = TerminalStream()
+    logger = RunLogger(str(tmp_path), total_timesteps=1000, stream=stream)
+    for _ in range(25):                       # one update of 25 vector steps of 4 envs, counted step by step
+        logger.advance(4)
+    assert logger.bar.n == 100
+    logger.advance(0, fps=50.0, mean_return=None)
+    logger.bar.refresh()
+    logger.close()
+    written = stream.getvalue()
+    assert "100/1.00k" in written and "ret=-" in written and "nan" not in written
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_time_estimate_early_in_the_first_update_then_after_it():
+    """Batch 1000 (10 envs x 100 steps), 50 updates; 0.1 s per vector step after a slow first one."""
+    said, clock = [], FakeClock()
+    estimate = TimeEstimate(batch_size=1000, updates=50, say=said.append, clock=clock)
+    clock.now = 5.0                           # the first step: TensorFlow's warm-up, left out of the estimate
+    estimate.steps_done(10)
+    for _ in range(2):                        # 20 steps measured: 2% of the update
+        clock.now += 0.1
+        estimate.steps_done(10)
+    assert said == ["estimate from the first 20 steps: about 10.0 s to collect each update's 1,000 steps, so at "
+                    "least 8.3 min for the whole run (50 updates); training adds to it, measured when this "
+                    "update ends"]
+    for _ in range(50):
+        clock.now += 0.1
+        estimate.steps_done(10)
+    assert len(said) == 1                     # said once
+    estimate.update_done(30.0)
+    estimate.update_done(25.0)                # only the first update is reported
+    assert said[1:] == ["about 30 s per update, about 25.0 min for the whole run (50 updates): an estimate from "
+                        "the first update"]
+
+
+def test_time_estimate_of_a_resumed_run_and_of_a_single_update():
+    said, clock = [], FakeClock()
+    estimate = TimeEstimate(batch_size=64, updates=1, say=said.append, resumed=True, clock=clock)
+    for _ in range(3):
+        clock.now += 2.0
+        estimate.steps_done(2)
+    assert said == ["estimate from the first 4 steps: about 64 s to collect each update's 64 steps, so at least "
+                    "64 s for the rest of the run (1 update); training adds to it, measured when this update ends"]
+    estimate.update_done(70.0)                # nothing follows the only update: no second line
+    assert len(said) == 1

@@ -22,7 +22,7 @@ def fake_run(folder: Path, rows: int = 30, speed: float = 1.0) -> Path:
         writer = csv.writer(fh)
         writer.writerow(COLUMNS)
         for update in range(1, rows + 1):
-            episode_return = "nan" if update <= 2 else 100 * speed * math.log(update) + (update % 3)
+            episode_return = "" if update <= 2 else 100 * speed * math.log(update) + (update % 3)
             writer.writerow([update, 512 * update, 300, -0.01 * (update % 5), 1.9 - 0.01 * update,
                              0.5 / update, 1 - 1 / update, 2.0 * update, episode_return, 50 + update])
     return folder
@@ -75,6 +75,7 @@ def test_read_progress_turns_empty_cells_into_nan(tmp_path):
     (lambda folder: folder.mkdir(), "no progress.csv"),
     (lambda folder: (folder.mkdir(), (folder / "progress.csv").write_text("")), "no column total_timesteps"),
     (lambda folder: (folder.mkdir(), (folder / "progress.csv").write_text(",".join(COLUMNS) + "\n")), "no rows"),
+    (lambda folder: fake_run(folder, rows=1), "one row (update 1) is too little to plot"),
 ])
 def test_unplottable_folder_is_one_clear_error(tmp_path, capsys, make, message):
     folder = tmp_path / "run"

@@ -32,12 +32,16 @@ def state(folder) -> dict:
         return json.load(fh)
 
 
-def test_resume_continues_exactly(tmp_path):
+SLOTS = {"rmsprop": ("/RMSPropZero", "RMSPropZero/step"), "rmsprop-2018": ("/RMSProp", "/RMSProp_1")}
+
+
+@pytest.mark.parametrize("optimizer", ["rmsprop", "rmsprop-2018"])
+def test_resume_continues_exactly(tmp_path, optimizer):
     """Two epochs of shuffled minibatches per update: the minibatches drawn after a resume must be the ones
-    an uninterrupted run draws."""
+    an uninterrupted run draws. Both the default optimizer and the 2018 one keep their slots across a resume."""
     whole = tmp_path / "runs" / "whole"
     split = tmp_path / "runs" / "split"
-    exact = dict(noptepochs=2, nminibatches=4)
+    exact = dict(noptepochs=2, nminibatches=4, optimizer=optimizer)
     call_bounded(lambda: learn_fake(whole, updates=UPDATES, **exact), 300)
     call_bounded(lambda: learn_fake(split, updates=UPDATES // 2, **exact), 300)
     first_half = rows(split)
@@ -47,18 +51,21 @@ def test_resume_continues_exactly(tmp_path):
     out = call_bounded(lambda: learn_fake(split, updates=UPDATES, resume_from=split / "checkpoints" / "000002",
                                           **exact), 300)
     assert "checkpoint:" in out
+    # one line says what is resumed: the checkpoint, its update and step count (2 updates of 2 envs x 16 steps)
+    assert [line for line in out.splitlines() if line.startswith("resuming")] == [
+        f"resuming {split / 'checkpoints' / '000002'}: update 2, 64 steps"]
 
     final = f"{UPDATES:06d}"
     a = read_variables(str(whole / "checkpoints" / final / "model.ckpt"))
     b = read_variables(str(split / "checkpoints" / final / "model.ckpt"))
     assert sorted(a) == sorted(b)
-    assert any(name.endswith("/RMSProp") for name in a) and any(name.endswith("/RMSProp_1") for name in a)
+    assert all(any(name.endswith(slot) for name in a) for slot in SLOTS[optimizer])
     different = [name for name in a if not np.array_equal(a[name], b[name])]
     assert not different, f"variables differ after resume: {different}"
 
     # counters, random state, episode window, worker restarts: the same
     sa, sb = state(whole / "checkpoints" / final), state(split / "checkpoints" / final)
-    for key in ("update", "timesteps", "episodes", "rng_state", "worker_restarts"):
+    for key in ("update", "timesteps", "episodes", "rng_state", "worker_restarts", "action_rng_states"):
         assert sa["training"][key] == sb["training"][key], key
     assert sb["training"]["update"] == UPDATES and sb["training"]["timesteps"] == UPDATES * 2 * 16
     assert sa["score"] == sb["score"]

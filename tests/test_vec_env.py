@@ -169,6 +169,41 @@ def test_a_second_reset_continues_the_seeded_stream_in_both_classes():
     assert not np.array_equal(expected[0], expected[1])           # the second reset is a new episode
 
 
+def test_subproc_accepts_a_lambda_repeated():
+    """SubprocVecEnv([lambda: ...] * 2), as code written for the 2018 scripts builds it: the standard pickle
+    refuses a lambda ("Can't pickle local object"); it must reach the workers and build one env each."""
+    fns = [lambda: fake_envs.make_wrapped_fake(episode_frames=12)] * 2
+    with DummyVecEnv(fns, seed=1) as dummy:
+        expected = _rollout(dummy, 4)
+    with SubprocVecEnv(fns, seed=1) as subproc:
+        got = _rollout(subproc, 4)
+    _assert_same(expected, got)
+    assert [dones.tolist() for _, _, dones, _ in got[1:]] == [[False] * 2, [False] * 2, [True] * 2, [False] * 2]
+
+
+def test_subproc_accepts_a_closure_over_a_local_variable():
+    """The local variable travels with the closure: each worker's bandit ends its episodes after `length` steps."""
+    def bandit_fns(length, count):
+        def make():
+            return fake_envs.make_bandit(episode_length=length)
+        return [make] * count
+
+    fns = bandit_fns(length=2, count=2)
+    with DummyVecEnv(fns, seed=7) as dummy:
+        expected = _rollout(dummy, 4)
+    with SubprocVecEnv(fns, seed=7) as subproc:
+        got = _rollout(subproc, 4)
+    _assert_same(expected, got)
+    assert [dones.tolist() for _, _, dones, _ in got[1:]] == [[False] * 2, [True] * 2] * 2
+
+
+def test_factory_modules_are_preloaded_for_lambdas_and_partials():
+    """The fork server imports the modules that define the factories; a lambda's is the module it was written in."""
+    from vec_env import factory_modules
+    fns = [lambda: None, functools.partial(fake_envs.make_bandit, 3), env.make_train_0]
+    assert factory_modules(fns) == sorted({"__main__", __name__, "fake_envs", "env"})
+
+
 def test_subproc_close_leaves_no_child_process():
     before = descendants()
     venv = SubprocVecEnv(fake_envs.wrapped_fake_fns(3), seed=0)
@@ -210,6 +245,17 @@ def test_real_subproc_vec_env_on_airstriker():
             assert len(infos) == 2
         assert not np.array_equal(obs[..., 0], obs[..., 3])          # the stack moved on
     assert descendants() - before - multiprocessing_helpers() == set()
+
+
+@pytest.mark.slow
+def test_real_subproc_vec_env_from_a_lambda():
+    """The issue's own line, on the default game: SubprocVecEnv([lambda: make_env(0)] * 2)."""
+    game = env.DEFAULT_GAME
+    with SubprocVecEnv([lambda: env.make_env(0, game)] * 2, seed=0) as venv:
+        obs = venv.reset()
+        assert obs.shape == (2, 96, 96, 4) and obs.std() > 0
+        obs, rewards, dones, infos = venv.step(np.array([1, 6]))
+        assert obs.shape == (2, 96, 96, 4) and rewards.shape == (2,) and len(infos) == 2
 
 
 def test_fake_envs_import_without_tensorflow():

@@ -1,0 +1,134 @@
+"""The optimizers and objectives of issue 8: the zero-start RMSProp's first steps against numbers worked out by
+hand, one step of the 2018 (TF1) RMSProp reproduced exactly, normalised advantages, the clipped objective,
+`exact_2018` restoring the 2018 graph, and the new defaults learning the image bandit in fewer updates."""
+import csv
+import io
+import json
+import os
+import sys
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import tensorflow.compat.v1 as tf
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import fake_envs  # noqa: E402
+
+from architecture import A2CPolicy, neglogp_of  # noqa: E402
+from model import Model, learn, zero_start_rmsprop  # noqa: E402
+from vec_env import DummyVecEnv  # noqa: E402
+
+OB_SPACE = gym.spaces.Box(0, 255, (96, 96, 4), dtype=np.uint8)
+ACTIONS = gym.spaces.Discrete(7)
+
+
+@pytest.fixture
+def session():
+    graph = tf.Graph()
+    with graph.as_default(), tf.Session(graph=graph) as sess, sess.as_default():
+        tf.set_random_seed(0)
+        yield sess
+
+
+def test_zero_start_rmsprop_first_steps_match_hand_worked_numbers(session):
+    # loss = p^2 / 2, so the gradient is p itself; lr 0.1, decay 0.99, epsilon 1e-5 (outside the root)
+    param = tf.get_variable("p", initializer=tf.constant([2.0, -0.5]))
+    lr = tf.placeholder(tf.float32, [])
+    train = zero_start_rmsprop([(param, param)], lr, decay=0.99, epsilon=1e-5)
+    session.run(tf.global_variables_initializer())
+    # step 1: g = 2;  v = 0.01 * 4 = 0.04;  v / (1 - 0.99) = 4;  p = 2 - 0.1 * 2 / (2 + 1e-5) = 1.9000005
+    #         g = -0.5: v = 0.0025; v / 0.01 = 0.25; p = -0.5 + 0.1 * 0.5 / (0.5 + 1e-5) = -0.4000020
+    session.run(train, {lr: 0.1})
+    np.testing.assert_allclose(session.run(param), [1.9000005, -0.4000020], rtol=0, atol=2e-7)
+    # step 2: g = 1.9000005;  v = 0.99 * 0.04 + 0.01 * 3.6100019 = 0.0757000;  1 - 0.99^2 = 0.0199
+    #         sqrt(0.0757000 / 0.0199) = 1.9503900;  p = 1.9000005 - 0.1 * 1.9000005 / 1.9504000 = 1.8025846
+    session.run(train, {lr: 0.1})
+    assert session.run(param)[0] == pytest.approx(1.8025846, abs=5e-7)
+    # the first step is ~lr per weight whatever the gradient's scale: the 2018 optimizer's is ~lr * g
+    assert abs(-0.5 - -0.4000020) == pytest.approx(0.1, rel=1e-3)
+
+
+def test_the_2018_model_takes_tf1_rmsprop_steps_exactly(session):
+    """Model called with only the 2018 arguments: mean square starts at 1.0, epsilon inside the root, no momentum.
+    One step on a minibatch is reproduced in numpy from the clipped gradients."""
+    model = Model(A2CPolicy, OB_SPACE, ACTIONS, 2, 2, 0.01, 0.5, 0.5, rng=np.random.default_rng(0))
+    names = {v.op.name for v in tf.global_variables()}
+    assert "model/pi/w/RMSProp" in names and "model/pi/w/RMSProp_1" in names
+    assert not any("RMSPropZero" in name or "Adam" in name for name in names)
+    rng = np.random.default_rng(3)
+    obs = rng.integers(0, 256, (4, 96, 96, 4), dtype=np.uint8)
+    actions = np.array([0, 3, 6, 2], np.int32)
+    returns = np.array([1.5, -0.5, 2.0, 0.25], np.float32)
+    values = np.array([0.5, 0.5, -1.0, 1.0], np.float32)
+    feed = {model.train_model.inputs_: obs, model.actions_: actions, model.advantages_: returns - values,
+            model.rewards_: returns}
+    grads = tf.gradients(model.loss, model.params)
+    clipped, _ = tf.clip_by_global_norm(grads, 0.5)
+    before, gradients = session.run([model.params, clipped], feed)
+    model.train(obs, actions, returns, values, 7e-4)
+    after = session.run(model.params)
+    for param, w0, g, w1 in zip(model.params, before, gradients, after):
+        mean_square = np.float32(0.99) * np.float32(1.0) + np.float32(0.01) * g * g   # ms_1 = decay * 1 + (1-decay) g^2
+        expected = w0 - np.float32(7e-4) * g / np.sqrt(mean_square + np.float32(1e-5))   # p -= lr g / sqrt(ms + eps)
+        np.testing.assert_allclose(w1, expected, rtol=2e-6, atol=1e-9, err_msg=param.op.name)
+
+
+def test_normalised_advantages_and_the_clipped_objective(session):
+    model = Model(A2CPolicy, OB_SPACE, ACTIONS, 2, 2, 0.0, 0.5, None, rng=np.random.default_rng(0),
+                  optimizer="rmsprop", normalize_advantages=True, clip_range=0.2)
+    obs = np.random.default_rng(4).integers(0, 256, (4, 96, 96, 4), dtype=np.uint8)
+    actions = np.array([1, 2, 3, 4], np.int32)
+    returns = np.array([3.0, 1.0, 0.0, 0.0], np.float32)
+    values = np.zeros(4, np.float32)
+    logits = session.run(model.train_model.pi, {model.train_model.inputs_: obs})
+    neglogp_now = neglogp_of(logits, actions)
+    # old policy: each action 1.5x likelier than now for the first two, 0.5x for the last two
+    old_neglogp = neglogp_now - np.log([1.5, 1.5, 0.5, 0.5]).astype(np.float32)
+    advantages = (returns - returns.mean()) / (returns.std() + 1e-8)          # [1.5075567, 0.3015113, -0.904534 x2]
+    ratio = np.exp(old_neglogp - neglogp_now)                                   # [1/1.5, 1/1.5, 2, 2]
+    surrogate = np.maximum(-advantages * ratio, -advantages * np.clip(ratio, 0.8, 1.2))
+    policy_loss, _, _ = model.train(obs, actions, returns, values, 0.0, old_neglogp)
+    assert policy_loss == pytest.approx(surrogate.mean(), rel=1e-5)
+    with pytest.raises(ValueError, match="neglogpacs"):
+        model.train(obs, actions, returns, values, 0.0)
+
+
+def test_unknown_optimizer_is_refused(session):
+    with pytest.raises(ValueError, match="optimizer must be one of"):
+        Model(A2CPolicy, OB_SPACE, ACTIONS, 1, 1, 0.01, 0.5, 0.5, optimizer="sgd")
+
+
+def _bandit_run(tmp_path, name, **kwargs):
+    """24 updates on the image bandit (episodes of 8 steps, 1 per right answer); -> ep_return_mean per update."""
+    venv = DummyVecEnv(fake_envs.bandit_fns(4, episode_length=8), seed=0)
+    run = learn(A2CPolicy, venv, nsteps=16, total_timesteps=1536, gamma=0.5, lam=0.95, vf_coef=0.5, ent_coef=0.01,
+                lr=1e-3, max_grad_norm=0.5, log_interval=1, noptepochs=1, nminibatches=2, seed=0,
+                run_dir=str(tmp_path / "runs" / name), runs_dir=str(tmp_path / "runs"),
+                models_dir=str(tmp_path / f"models-{name}"), progress=False, stream=io.StringIO(), **kwargs)
+    with open(os.path.join(run, "progress.csv")) as fh:
+        rows = list(csv.DictReader(fh))
+    with open(os.path.join(run, "config.json")) as fh:
+        config = json.load(fh)
+    return [float(row["ep_return_mean"] or "nan") for row in rows], config, run
+
+
+def _first_update_reaching(returns, threshold):
+    reached = [i + 1 for i, value in enumerate(returns) if value >= threshold]
+    return reached[0] if reached else len(returns) + 1
+
+
+@pytest.mark.slow
+def test_new_defaults_learn_the_bandit_in_fewer_updates_than_exact_2018(tmp_path):
+    defaults, config_new, _ = _bandit_run(tmp_path, "defaults")
+    legacy, config_2018, run_2018 = _bandit_run(tmp_path, "exact-2018", exact_2018=True)
+    assert config_new["optimizer"] == "rmsprop" and not config_new["truncation_as_terminal"]
+    assert config_2018["optimizer"] == "rmsprop-2018" and config_2018["truncation_as_terminal"]
+    assert config_2018["exact_2018"] is True
+    slots = tf.train.load_checkpoint(os.path.join(run_2018, "checkpoints", "000024", "model.ckpt"))
+    assert "model/pi/w/RMSProp" in slots.get_variable_to_shape_map()
+    # a uniform policy is right 1 time in 7 (about 1.1 of 8); 6 of 8 means the context is read
+    new_updates = _first_update_reaching(defaults, 6.0)
+    old_updates = _first_update_reaching(legacy, 6.0)
+    assert new_updates <= 24, defaults
+    assert new_updates < old_updates, (defaults, legacy)
