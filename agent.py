@@ -1,8 +1,10 @@
-"""Train the A2C agent: `python agent.py` (the 2018 settings), `python agent.py --help` for every option.
+"""Train the A2C agent: `python agent.py` (the defaults that learn best on the learning benchmark),
+`python agent.py --exact-2018` (every setting of the 2018 scripts), `python agent.py --help` for every option.
 
 Examples:
-    python agent.py                                    # all levels of env.LEVELS, the seed's hyperparameters
+    python agent.py                                    # Sonic's env.LEVELS with the ROM, else the default game
     python agent.py --num-envs 2 --nsteps 128 --total-timesteps 20000    # a small run for a small machine
+    python agent.py --exact-2018                       # the 2018 scripts: TF1 RMSProp, 13 envs x 2048 steps
     python agent.py --resume latest                    # continue the newest run exactly where it stopped
 """
 import argparse
@@ -131,7 +133,10 @@ def train(args, explicit: set) -> str:
     levels = chosen or envs.default_levels(game)
     envs.check_levels(game, levels)
     # default: one env per chosen level, else as many as env.LEVELS has (13; the default game repeats its level)
-    config.num_envs = config.num_envs or default_num_envs(config, game, chosen)
+    if config.backend == "ray":   # the workers hold the envs (a typed --num-envs must agree: validate)
+        config.num_envs = config.num_envs if "num_envs" in explicit else config.num_workers * config.envs_per_worker
+    else:
+        config.num_envs = config.num_envs or default_num_envs(config, game, chosen)
     validate(config)
     check_number("--tf-threads", args.tf_threads, minimum=0)
     if config.vec_env == "dummy" and config.num_envs > 1:
@@ -149,6 +154,9 @@ def train(args, explicit: set) -> str:
                               f"or continue it with --resume {run_dir}")
     print(f"game {game}, levels {', '.join(levels)}; {config.num_envs} envs; run folder {run_dir}", flush=True)
 
+    if config.backend == "ray" and config.ray_address:   # before TensorFlow loads: a wrong address answers at once
+        from ray_backend import check_address
+        check_address(config.ray_address)
     from cli import import_tensorflow
     import_tensorflow(args.verbose)
     from architecture import A2CPolicy
@@ -184,6 +192,10 @@ def build_envs(config: TrainConfig, game: str, levels: list):
     import env as envs
     fns = envs.env_fns(config.num_envs, game, levels)
     names = [f"{game}/{envs.level_for(i, game, levels)}" for i in range(config.num_envs)]
+    if config.backend == "ray":   # W x E envs on Ray's rollout workers; the ROM is checked on every worker machine
+        from ray_backend import RaySampler
+        return RaySampler(fns, config.num_workers, config.envs_per_worker, seed=config.seed,
+                          address=config.ray_address, names=names, game=game)
     if config.vec_env == "dummy":
         return envs.DummyVecEnv(fns, seed=config.seed, names=names)
     return envs.SubprocVecEnv(fns, seed=config.seed, names=names, restart=config.restart_workers,

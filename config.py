@@ -1,4 +1,6 @@
-"""Every hyperparameter and run setting in one place, with the 2018 scripts' values as defaults.
+"""Every hyperparameter and run setting in one place. The defaults are those that learn best on the learning
+benchmark (bench/learning.py; README, 'Defaults and the 2018 scripts'); where they differ from the 2018
+scripts, BEHAVIOUR_2018 and HYPERPARAMETERS_2018 below hold the 2018 values, which `--exact-2018` restores.
 
 `TrainConfig` is the single source of truth: `agent.py` builds its command line from the fields below
 (their docs become the `--help` text), `learn` reads them, and a run saves them as `config.json` so that
@@ -25,17 +27,22 @@ class TrainConfig:
     # --- the environment ---
     game: str = field(default="auto", metadata={"help": "'auto' (Sonic when its ROM is imported, else the embedded default game), 'sonic', or a stable-retro game id"})
     levels: str = field(default="", metadata={"help": "comma-separated states to train on (default: env.LEVELS for Sonic, the game's first state otherwise)"})
-    num_envs: int = field(default=0, metadata={"help": "environments (one process each); 0 = one per level: len(--levels), else len(env.LEVELS) = 13"})
+    num_envs: int = field(default=0, metadata={"help": "environments (one process each); 0 = one per level: len(--levels), else len(env.LEVELS) = 13 on Sonic and 8 on a game with one level"})
     vec_env: str = field(default="subproc", metadata={"help": "'subproc' (one process per env) or 'dummy' (all in this process; one env only for emulators)"})
     seed: int = field(default=0, metadata={"help": "seed of the learner's and the environments' random generators"})
-    # --- A2C (the seed's values) ---
-    nsteps: int = field(default=2048, metadata={"help": "steps collected from every env per update"})
+    # --- where the envs run (README, 'Training on a cluster') ---
+    backend: str = field(default="local", metadata={"help": "'local' (env processes on this machine) or 'ray' (rollout workers on a Ray cluster; the learner trains here)"})
+    ray_address: str = field(default="", metadata={"help": "with --backend ray: '' starts Ray on this machine (and stops it at the end), 'auto' joins the cluster this machine belongs to (`ray start`), HOST:PORT joins that head"})
+    num_workers: int = field(default=2, metadata={"help": "with --backend ray: rollout workers (Ray actors, one CPU each); num_envs = num_workers x envs_per_worker"})
+    envs_per_worker: int = field(default=4, metadata={"help": "with --backend ray: envs of each worker (one process each)"})
+    # --- A2C (the seed's values, but for nsteps and lr: see HYPERPARAMETERS_2018) ---
+    nsteps: int = field(default=512, metadata={"help": "steps collected from every env per update (2018: 2048)"})
     total_timesteps: int = field(default=10_000_000, metadata={"help": "agent steps to train for, over all envs"})
     gamma: float = field(default=0.99, metadata={"help": "discount factor"})
     lam: float = field(default=0.95, metadata={"help": "GAE lambda"})
     vf_coef: float = field(default=0.5, metadata={"help": "weight of the value loss"})
     ent_coef: float = field(default=0.01, metadata={"help": "weight of the entropy bonus"})
-    lr: float = field(default=2e-4, metadata={"help": "RMSProp learning rate"})
+    lr: float = field(default=4e-4, metadata={"help": "learning rate (2018: 2e-4, with the 2018 optimizer)"})
     lr_schedule: str = field(default="constant", metadata={"help": "'constant' (the seed) or 'linear' (decays to 0 at total_timesteps)"})
     max_grad_norm: float = field(default=0.5, metadata={"help": "gradients are clipped to this global norm"})
     noptepochs: int = field(default=4, metadata={"help": "passes over each batch"})
@@ -45,7 +52,7 @@ class TrainConfig:
     optimizer: str = field(default="rmsprop", metadata={"help": "'rmsprop' (mean square starts at 0, bias-corrected), 'rmsprop-2018' (TF1's: starts at 1.0, barely moves for the first ~1,500 steps) or 'adam'"})
     normalize_advantages: bool = field(default=False, metadata={"help": "scale advantages to mean 0, std 1 in every minibatch"})
     clip_range: float = field(default=0.0, metadata={"help": "PPO's clipped objective with this range (0: A2C's policy-gradient loss)"})
-    exact_2018: bool = field(default=False, metadata={"help": "every 2018 behaviour and hyperparameter at once: TF1 RMSProp, 13 x 2048 steps, time-limit cuts as terminal (overrides the options above)"})
+    exact_2018: bool = field(default=False, metadata={"help": "every 2018 behaviour and hyperparameter at once: TF1 RMSProp, 13 x 2048 steps, time-limit cuts as terminal (options typed beside it still apply, e.g. --num-envs 8 --nsteps 512)"})
     # --- logging and checkpoints ---
     log_interval: int = field(default=10, metadata={"help": "updates between table rows and checkpoints"})
     keep_checkpoints: int = field(default=5, metadata={"help": "how many recent checkpoints to keep (the best is kept as well)"})
@@ -104,10 +111,26 @@ def validate(config: TrainConfig) -> None:
         raise ConfigError(f"--lr-schedule must be 'constant' or 'linear', got {config.lr_schedule!r}")
     if config.vec_env not in ("subproc", "dummy"):
         raise ConfigError(f"--vec-env must be 'subproc' or 'dummy', got {config.vec_env!r}")
+    validate_backend(config)
     if config.optimizer not in ("rmsprop", "rmsprop-2018", "adam"):
         raise ConfigError(f"--optimizer must be 'rmsprop', 'rmsprop-2018' or 'adam', got {config.optimizer!r}")
     if not 0.0 <= config.clip_range < 1.0:   # also refuses NaN
         raise ConfigError(f"--clip-range must lie in [0, 1) (0 turns the clipped objective off), got {config.clip_range}")
+
+
+def validate_backend(config: TrainConfig) -> None:
+    """The --backend options: a known backend; with ray, num_envs = num_workers x envs_per_worker."""
+    if config.backend not in ("local", "ray"):
+        raise ConfigError(f"--backend must be 'local' or 'ray', got {config.backend!r}")
+    if config.backend == "local":
+        if config.ray_address:
+            raise ConfigError("--ray-address is for --backend ray: add --backend ray, or drop --ray-address")
+        return
+    check_number("--num-workers", config.num_workers, positive=True)
+    check_number("--envs-per-worker", config.envs_per_worker, positive=True)
+    if config.num_envs != config.num_workers * config.envs_per_worker:
+        raise ConfigError(f"--num-envs {config.num_envs} differs from --num-workers {config.num_workers} x "
+                          f"--envs-per-worker {config.envs_per_worker}: with --backend ray, leave --num-envs out")
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, defaults: Optional[TrainConfig] = None) -> None:

@@ -122,9 +122,11 @@ def run_all(jobs: list, out: str, parallel: int, steps: int, num_envs: int, nste
 # ----------------------------------------------------------------------------- the report
 
 def value_at(rows: list, column: str, steps: int) -> float:
-    """The column's value in the last row logged at or before `steps` (NaN when the run is not that far)."""
+    """The column's value in the last row logged at or before `steps`; NaN when the run has not reached the last
+    update boundary at or before `steps` (rows logged every update: one update is the first row's steps)."""
     earlier = [row for row in rows if row["total_timesteps"] <= steps]
-    if not earlier or rows[-1]["total_timesteps"] < steps - rows[0]["total_timesteps"]:
+    batch = rows[0]["total_timesteps"] / rows[0]["nupdates"] if rows else 0
+    if not earlier or rows[-1]["total_timesteps"] <= steps - batch:
         return math.nan
     return earlier[-1][column]
 
@@ -155,7 +157,7 @@ def summarise(out: str, configs: list, seeds: list, milestones=MILESTONES) -> di
 
 
 def markdown_table(summary: dict, milestones=MILESTONES) -> str:
-    head = "| configuration | seeds | " + " | ".join(f"return @{m // 1000}k" for m in milestones) + \
+    head = "| configuration | seeds | " + " | ".join(f"return @{_steps_label(m)}" for m in milestones) + \
            " | wall time (median) |"
     lines = [head, "|" + " --- |" * (len(milestones) + 3)]
     for config, item in summary.items():
@@ -163,9 +165,12 @@ def markdown_table(summary: dict, milestones=MILESTONES) -> str:
         for steps in milestones:
             cell = item["milestones"].get(steps)
             cells.append("-" if cell is None else f"{cell['median']:.0f} [{cell['min']:.0f} - {cell['max']:.0f}]")
-        seeds = max((c["seeds"] for c in item["milestones"].values() if c), default=0)
-        lines.append(f"| {config} | {seeds} | " + " | ".join(cells) + f" | {item['wall_s'] / 60:.0f} min |")
+        lines.append(f"| {config} | {len(item['seeds'])} | " + " | ".join(cells) + f" | {item['wall_s'] / 60:.0f} min |")
     return "\n".join(lines)
+
+
+def _steps_label(steps: int) -> str:
+    return f"{steps // 1000}k" if steps % 1000 == 0 else f"{steps:,}"
 
 
 def plot(summary: dict, path: str) -> None:
@@ -206,16 +211,16 @@ def _aligned(per_seed: dict, column: str):
     return grid, np.array([curves[column][:length] for curves in per_seed.values()], dtype=float)
 
 
-def report(out: str, configs: list, seeds: list) -> dict:
-    summary = summarise(out, configs, seeds)
+def report(out: str, configs: list, seeds: list, milestones=MILESTONES) -> dict:
+    summary = summarise(out, configs, seeds, milestones)
     if not summary:
         print(f"no runs in {out} yet", flush=True)
         return summary
     with open(os.path.join(out, "results.json.part"), "w") as fh:
-        json.dump({"milestones": MILESTONES, "random_play": RANDOM_PLAY, "ppo_reference": PPO_REFERENCE,
+        json.dump({"milestones": milestones, "random_play": RANDOM_PLAY, "ppo_reference": PPO_REFERENCE,
                    "configs": {name: CONFIGS[name] for name in summary}, "summary": summary}, fh, indent=1)
     os.replace(os.path.join(out, "results.json.part"), os.path.join(out, "results.json"))
-    table = markdown_table(summary)
+    table = markdown_table(summary, milestones)
     with open(os.path.join(out, "results.md.part"), "w") as fh:
         fh.write(table + "\n")
     os.replace(os.path.join(out, "results.md.part"), os.path.join(out, "results.md"))
@@ -238,6 +243,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--nsteps", type=int, default=512, help="steps per env per update (default: 512)")
     parser.add_argument("--jobs", type=int, default=1, help="runs at the same time (default: 1)")
     parser.add_argument("--out", default=DEFAULT_OUT, help="results folder (default: bench/learning-results)")
+    parser.add_argument("--milestones", default=",".join(str(m) for m in MILESTONES),
+                        help="steps at which the table reads the curves (default: 50000,100000,200000)")
     parser.add_argument("--background", action="store_true", help="detach, log to OUT/benchmark.log, return at once")
     parser.add_argument("--report-only", action="store_true", help="train nothing: table and plot from OUT")
     args = parser.parse_args(argv)
@@ -250,6 +257,10 @@ def parse_args(argv=None) -> argparse.Namespace:
             parser.error(f"--{name.replace('_', '-')} must be positive")
     if args.steps < args.num_envs * args.nsteps:
         parser.error(f"--steps {args.steps} is less than one update ({args.num_envs} x {args.nsteps})")
+    try:
+        args.milestones = tuple(int(m) for m in args.milestones.split(","))
+    except ValueError:
+        parser.error(f"--milestones must be comma-separated step counts, got {args.milestones!r}")
     args.config_names = configs
     return args
 
@@ -271,7 +282,7 @@ def main(argv=None) -> int:
     if not args.report_only:
         jobs = [(config, seed) for seed in seeds for config in args.config_names]
         failed = run_all(jobs, args.out, args.jobs, args.steps, args.num_envs, args.nsteps)
-    report(args.out, args.config_names, seeds)
+    report(args.out, args.config_names, seeds, args.milestones)
     return 1 if failed else 0
 
 

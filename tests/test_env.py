@@ -342,7 +342,7 @@ def test_wrap_end_to_end_on_known_frames_and_rewards():
     obs, _ = wrapped.reset(seed=seed)
     g0 = gray96(fake_frame(0))
     np.testing.assert_array_equal(obs, np.repeat(g0, 4, axis=2))
-    draws = iter(np.random.default_rng(seed).random(len(actions) - 1))
+    draws = iter(env.sticky_generator(seed).random(len(actions) - 1))
     held, cumulative, best, episode_return = None, 0.0, 0.0, 0.0
     frames = [g0[:, :, 0]] * 4
     for step, action in enumerate(actions):
