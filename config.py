@@ -35,14 +35,14 @@ class TrainConfig:
     ray_address: str = field(default="", metadata={"help": "with --backend ray: '' starts Ray on this machine (and stops it at the end), 'auto' joins the cluster this machine belongs to (`ray start`), HOST:PORT joins that head"})
     num_workers: int = field(default=2, metadata={"help": "with --backend ray: rollout workers (Ray actors, one CPU each); num_envs = num_workers x envs_per_worker"})
     envs_per_worker: int = field(default=4, metadata={"help": "with --backend ray: envs of each worker (one process each)"})
-    # --- A2C (the seed's values, but for nsteps and lr: see HYPERPARAMETERS_2018) ---
+    # --- A2C (the seed's values, but for nsteps: see HYPERPARAMETERS_2018) ---
     nsteps: int = field(default=512, metadata={"help": "steps collected from every env per update (2018: 2048)"})
     total_timesteps: int = field(default=10_000_000, metadata={"help": "agent steps to train for, over all envs"})
     gamma: float = field(default=0.99, metadata={"help": "discount factor"})
     lam: float = field(default=0.95, metadata={"help": "GAE lambda"})
     vf_coef: float = field(default=0.5, metadata={"help": "weight of the value loss"})
     ent_coef: float = field(default=0.01, metadata={"help": "weight of the entropy bonus"})
-    lr: float = field(default=4e-4, metadata={"help": "learning rate (2018: 2e-4, with the 2018 optimizer)"})
+    lr: float = field(default=2e-4, metadata={"help": "learning rate"})
     lr_schedule: str = field(default="constant", metadata={"help": "'constant' (the seed) or 'linear' (decays to 0 at total_timesteps)"})
     max_grad_norm: float = field(default=0.5, metadata={"help": "gradients are clipped to this global norm"})
     noptepochs: int = field(default=4, metadata={"help": "passes over each batch"})
