@@ -195,7 +195,7 @@ def build_envs(config: TrainConfig, game: str, levels: list):
     if config.backend == "ray":   # W x E envs on Ray's rollout workers; the ROM is checked on every worker machine
         from ray_backend import RaySampler
         return RaySampler(fns, config.num_workers, config.envs_per_worker, seed=config.seed,
-                          address=config.ray_address, names=names, game=game)
+                          address=config.ray_address, names=names, game=game, hang_timeout=config.worker_timeout)
     if config.vec_env == "dummy":
         return envs.DummyVecEnv(fns, seed=config.seed, names=names)
     return envs.SubprocVecEnv(fns, seed=config.seed, names=names, restart=config.restart_workers,

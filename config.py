@@ -18,6 +18,7 @@ from errors import ConfigError, check_number  # ConfigError raised here (config.
 RESUMABLE_WITHOUT_CHANGE = frozenset({
     "total_timesteps", "log_interval", "keep_checkpoints", "restart_workers", "progress",
     "run_name", "runs_dir", "models_dir", "worker_timeout",
+    "backend", "ray_address", "num_workers", "envs_per_worker",   # where envs run; a batch is the same (ray_backend)
 })
 
 

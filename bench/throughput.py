@@ -12,6 +12,14 @@ For each configuration it prints min / median / max over the repetitions of:
   train_op     samples/s of one RMSProp step at the run's minibatch size, alone
   peak memory  the sum of PSS (RSS where PSS is unavailable) over the learner and its env workers, during learn
 plus the ratios the targets are stated in: sampling / ceiling, training / train_op, learn / ceiling.
+
+With --backend ray it measures the sampling of each configuration side by side, in one run and against one
+model: the local Runner over num_envs env processes, and Ray's rollout workers (--num-workers of
+num_envs / num-workers envs each, on a Ray started here), one update of each in turn (--reps pairs after a
+warm-up of each, so both see the same machine). It prints their steps/s and the ratio ray / local, the bytes
+and seconds an update spends shipping the weights and the rollouts, and the peak PSS of each worker (its actor
+process and its env processes) beside that of the local env processes:
+    python bench/throughput.py --backend ray --configs matched --num-workers 2 --reps 3 --json ray.json
 """
 import argparse
 import json
@@ -184,6 +192,93 @@ def run_config(name: str, reps: int, updates: int, ceiling_steps: int, train_ste
     return result
 
 
+# ----------------------------------------------------------------------------- --backend ray: side by side
+
+class WorkerMemory:
+    """Polls the PSS of each Ray worker (sampler.memory(): actor + env processes) every `interval` s in a
+    thread; peaks [W] in bytes."""
+
+    def __init__(self, sampler, interval: float = 0.5):
+        self.sampler, self.interval = sampler, interval
+        self.peaks = [0] * sampler.num_workers
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.is_set():
+            for w, pss in enumerate(self.sampler.memory()):
+                self.peaks[w] = max(self.peaks[w], pss or 0)
+            self._stop.wait(self.interval)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
+def measure_side_by_side(name: str, num_workers: int, pairs: int, seed: int = 0) -> dict:
+    """Sampling of configuration `name` through the local Runner and through Ray, alternating updates."""
+    import gymnasium as gym
+    import tensorflow.compat.v1 as tf
+    from architecture import A2CPolicy
+    from model import Model, Runner, action_rngs, session_config
+    from ray_backend import RaySampler, process_memory
+    num_envs, nsteps, _, _ = CONFIGS[name]
+    game = envs.resolve_game("auto")
+    venv = make_vec_env(num_envs, seed)
+    sampler = None
+    try:
+        sampler = RaySampler(envs.env_fns(num_envs, game), num_workers, num_envs // num_workers, seed=seed,
+                             address="", names=envs.env_names(num_envs, game), game=game)
+        with tf.Graph().as_default(), tf.Session(config=session_config()) as sess, sess.as_default():
+            model = Model(A2CPolicy, gym.spaces.Box(0, 255, (96, 96, 4), np.uint8), venv.action_space, num_envs,
+                          nsteps, 0.01, 0.5, 0.5)
+            local = Runner(venv, model, nsteps, 10 ** 9, 0.99, 0.95, rngs=action_rngs(seed, range(num_envs)))
+            remote = sampler.make_runner(model, action_rngs(seed, range(num_envs)), nsteps, 10 ** 9, 0.99, 0.95)
+            for runner in (local, remote):   # warm-up: TensorFlow's first steps, the workers' first weights
+                runner.run()
+            times, transfers = {"local": [], "ray": []}, []
+            for _ in range(pairs):   # timed without memory polls: reading smaps costs the polled process CPU
+                for backend, runner in (("local", local), ("ray", remote)):
+                    start = time.perf_counter()
+                    runner.run()
+                    times[backend].append(time.perf_counter() - start)
+                transfers.append(dict(sampler.last_update))
+            with WorkerMemory(sampler) as memory:   # one more Ray update, for the workers' peak memory
+                remote.run()
+            local_env_pss = sum(process_memory(p.pid) for p in venv.procs)
+    finally:
+        if sampler is not None:
+            sampler.close()
+        venv.close()
+    batch = num_envs * nsteps
+    result = {"settings": {"num_envs": num_envs, "nsteps": nsteps, "num_workers": num_workers,
+                           "envs_per_worker": num_envs // num_workers, "pairs": pairs},
+              "local_sampling_steps_per_s": spread([batch / t for t in times["local"]]),
+              "ray_sampling_steps_per_s": spread([batch / t for t in times["ray"]]),
+              "ratio_ray_to_local": spread([l / r for l, r in zip(times["local"], times["ray"])])}
+    for key in ("weights_bytes", "weights_put_s", "weights_fetch_s", "rollout_bytes", "rollout_get_s",
+                "collect_s_max", "sample_s"):
+        result[f"ray_{key}"] = spread([t[key] for t in transfers])
+    result["ray_overhead_s"] = spread([t["sample_s"] - t["collect_s_max"] for t in transfers])
+    result["ray_worker_peak_pss_mib"] = spread([peak / 2 ** 20 for peak in memory.peaks])
+    result["local_env_processes_pss_mib_per_worker_share"] = local_env_pss / 2 ** 20 / num_workers
+    return result
+
+
+def print_side_by_side(name: str, result: dict, out=sys.stdout) -> None:
+    print(f"\n== {name}, sampling side by side: {result['settings']}", file=out)
+    for key, value in result.items():
+        if isinstance(value, dict) and "median" in value:
+            print(f"  {key:<34} min {value['min']:>12.4f}  median {value['median']:>12.4f}  max {value['max']:>12.4f}",
+                  file=out)
+    print(f"  local env processes, PSS per {result['settings']['envs_per_worker']} envs: "
+          f"{result['local_env_processes_pss_mib_per_worker_share']:.0f} MiB (a worker adds its policy copy)", file=out)
+
+
 def print_result(name: str, result: dict, out=sys.stdout) -> None:
     print(f"\n== {name}: {result['settings']}", file=out)
     for key, value in result.items():
@@ -196,7 +291,12 @@ def print_result(name: str, result: dict, out=sys.stdout) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=HelpFormatter,
                                      epilog=examples_epilog(__doc__))
-    parser.add_argument("--configs", default="matched,seed", help=f"comma-separated, of {', '.join(CONFIGS)}")
+    parser.add_argument("--configs", help=f"comma-separated, of {', '.join(CONFIGS)} (default: matched,seed; "
+                        "with --backend ray: matched)")
+    parser.add_argument("--backend", default="local", help="'local': the figures above; 'ray': the sampling of "
+                        "the local backend and of Ray's rollout workers side by side")
+    parser.add_argument("--num-workers", type=int, default=2, help="with --backend ray: rollout workers (each "
+                        "holds num_envs / num_workers envs)")
     parser.add_argument("--reps", type=int, default=3, help="repetitions of every measurement")
     parser.add_argument("--updates", type=int, default=2, help="learn() updates measured after the warm-up one")
     parser.add_argument("--ceiling-steps", type=int, default=300, help="vector-env steps for the ceiling")
@@ -215,6 +315,10 @@ def check_options(args) -> list:
     """Every option checked before anything is measured (the --json file too); returns the configuration names."""
     from errors import ConfigError, check_number
     from outputs import check_output_file
+    if args.backend not in ("local", "ray"):
+        raise ConfigError(f"--backend must be 'local' or 'ray', got {args.backend!r}")
+    if args.configs is None:
+        args.configs = "matched" if args.backend == "ray" else "matched,seed"
     names = [n.strip() for n in args.configs.split(",") if n.strip()]
     unknown = [n for n in names if n not in CONFIGS]
     if unknown or not names:
@@ -222,6 +326,12 @@ def check_options(args) -> list:
                           f"{', '.join(CONFIGS)}")
     for option in ("reps", "updates", "ceiling_steps", "train_steps"):
         check_number(f"--{option.replace('_', '-')}", getattr(args, option), minimum=1)
+    if args.backend == "ray":
+        check_number("--num-workers", args.num_workers, minimum=1)
+        for name in names:
+            if CONFIGS[name][0] % args.num_workers:
+                raise ConfigError(f"--num-workers {args.num_workers} does not divide the {CONFIGS[name][0]} envs of "
+                                  f"'{name}': every worker holds as many envs")
     if args.json:
         check_output_file(args.json, "--json", (".json",))
     return names
@@ -232,7 +342,12 @@ def benchmark(args) -> int:
     names = check_options(args)
     report = {"machine": machine(), "game": envs.resolve_game("auto"), "configs": {}}
     print(f"machine: {json.dumps(report['machine'])}\ngame: {report['game']}")
+    report["backend"] = args.backend
     for name in names:
+        if args.backend == "ray":
+            report["configs"][name] = measure_side_by_side(name, args.num_workers, args.reps)
+            print_side_by_side(name, report["configs"][name])
+            continue
         report["configs"][name] = run_config(name, args.reps, args.updates, args.ceiling_steps, args.train_steps)
         print_result(name, report["configs"][name])
     report["machine"]["load_average_after"] = os.getloadavg()
