@@ -36,7 +36,7 @@ class TrainConfig:
     ray_address: str = field(default="", metadata={"help": "with --backend ray: '' starts Ray on this machine (and stops it at the end), 'auto' joins the cluster this machine belongs to (`ray start`), HOST:PORT joins that head"})
     num_workers: int = field(default=2, metadata={"help": "with --backend ray: rollout workers (Ray actors, one CPU each); num_envs = num_workers x envs_per_worker"})
     envs_per_worker: int = field(default=4, metadata={"help": "with --backend ray: envs of each worker (one process each)"})
-    # --- A2C (the seed's values, but for nsteps: see HYPERPARAMETERS_2018) ---
+    # --- A2C (the seed's values, but for nsteps and noptepochs: see HYPERPARAMETERS_2018, BEHAVIOUR_2018) ---
     nsteps: int = field(default=512, metadata={"help": "steps collected from every env per update (2018: 2048)"})
     total_timesteps: int = field(default=10_000_000, metadata={"help": "agent steps to train for, over all envs"})
     gamma: float = field(default=0.99, metadata={"help": "discount factor"})
@@ -46,12 +46,12 @@ class TrainConfig:
     lr: float = field(default=2e-4, metadata={"help": "learning rate"})
     lr_schedule: str = field(default="constant", metadata={"help": "'constant' (the seed) or 'linear' (decays to 0 at total_timesteps)"})
     max_grad_norm: float = field(default=0.5, metadata={"help": "gradients are clipped to this global norm"})
-    noptepochs: int = field(default=4, metadata={"help": "passes over each batch"})
+    noptepochs: int = field(default=1, metadata={"help": "passes over each batch (2018: 4; more than 1 without --clip-range collapsed the policy on the benchmark)"})
     nminibatches: int = field(default=8, metadata={"help": "minibatches per pass; nenvs * nsteps must be divisible by it"})
     truncation_as_terminal: bool = field(default=False, metadata={"help": "treat a time-limit cut like a real episode end (the seed's behaviour) instead of bootstrapping from its last value"})
     # --- what the project changes (README, 'Defaults and the 2018 scripts'; --exact-2018 undoes all of it) ---
     optimizer: str = field(default="rmsprop", metadata={"help": "'rmsprop' (mean square starts at 0, bias-corrected), 'rmsprop-2018' (TF1's: starts at 1.0, barely moves for the first ~1,500 steps) or 'adam'"})
-    normalize_advantages: bool = field(default=False, metadata={"help": "scale advantages to mean 0, std 1 in every minibatch"})
+    normalize_advantages: bool = field(default=True, metadata={"help": "scale advantages to mean 0, std 1 in every minibatch (2018: raw)"})
     clip_range: float = field(default=0.0, metadata={"help": "PPO's clipped objective with this range (0: A2C's policy-gradient loss)"})
     exact_2018: bool = field(default=False, metadata={"help": "every 2018 behaviour and hyperparameter at once: TF1 RMSProp, 13 x 2048 steps, time-limit cuts as terminal (options typed beside it still apply, e.g. --num-envs 8 --nsteps 512)"})
     # --- logging and checkpoints ---

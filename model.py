@@ -412,8 +412,8 @@ def table_row(training: "TrainingState", fps, losses, values, returns, lr) -> di
 # ----------------------------------------------------------------------------- the loop
 
 def learn(policy, env, nsteps, total_timesteps, gamma, lam, vf_coef, ent_coef, lr, max_grad_norm, log_interval,
-          *, noptepochs=4, nminibatches=8, seed=0, lr_schedule="constant", truncation_as_terminal=False,
-          optimizer="rmsprop", normalize_advantages=False, clip_range=0.0, exact_2018=False, keep_checkpoints=5,
+          *, noptepochs=1, nminibatches=8, seed=0, lr_schedule="constant", truncation_as_terminal=False,
+          optimizer="rmsprop", normalize_advantages=True, clip_range=0.0, exact_2018=False, keep_checkpoints=5,
           run_dir=None, runs_dir="runs", models_dir="models", **run_options):
     """The 2018 scripts' entry point: train A2C on the vector env `env` with these hyperparameters (see `train`).
 

@@ -9,7 +9,9 @@ For each configuration it prints min / median / max over the repetitions of:
   ceiling      agent steps/s of the project's vector env (full wrapper chain) with random actions
   learn        agent steps/s of learn() over K updates after a warm-up update, and the split of each update
                into sampling (env stepping + policy inference), training (the minibatch epochs) and the rest
-  train_op     samples/s of one RMSProp step at the run's minibatch size, alone
+  train_op     samples/s of one optimizer step (the default optimizer) at the run's minibatch size, alone
+With --compare-2018 the learn and train_op figures are also taken with every 2018 setting (TF1 RMSProp), each
+repetition measuring both in turn, and the ratios defaults / 2018 are printed.
   peak memory  the sum of PSS (RSS where PSS is unavailable) over the learner and its env workers, during learn
 plus the ratios the targets are stated in: sampling / ceiling, training / train_op, learn / ceiling.
 
@@ -44,6 +46,7 @@ CONFIGS = {   # name -> (num_envs, nsteps, noptepochs, nminibatches)
     "seed": (13, 2048, 4, 8),
     "matched": (8, 512, 4, 8),
     "tiny": (2, 64, 2, 4),
+    "defaults": (8, 512, 1, 8),   # the project's defaults on the default game (with --compare-2018: against 4 x 8)
 }
 
 
@@ -103,8 +106,9 @@ class PeakMemory:
         self._thread.join()
 
 
-def measure_learn(num_envs, nsteps, noptepochs, nminibatches, updates, seed) -> dict:
-    """learn() for 1 warm-up + `updates` updates; steps/s and the time split over the measured updates."""
+def measure_learn(num_envs, nsteps, noptepochs, nminibatches, updates, seed, exact_2018=False) -> dict:
+    """learn() (the defaults, or exact_2018) for 1 warm-up + `updates` updates; steps/s and the time split over
+    the measured updates."""
     from architecture import A2CPolicy
     from model import learn
     stats = []
@@ -117,7 +121,7 @@ def measure_learn(num_envs, nsteps, noptepochs, nminibatches, updates, seed) -> 
             learn(A2CPolicy, venv, nsteps, num_envs * nsteps * (updates + 1), 0.99, 0.95, 0.5, 0.01, 2e-4, 0.5,
                   log_interval=10 ** 9, noptepochs=noptepochs, nminibatches=nminibatches, seed=seed,
                   run_dir=os.path.join(tmp, "run"), runs_dir=tmp, models_dir=os.path.join(tmp, "models"),
-                  progress=False, callback=record, stream=open(os.devnull, "w"))
+                  progress=False, callback=record, stream=open(os.devnull, "w"), exact_2018=exact_2018)
     finally:
         venv.close()
     measured = stats[1:]
@@ -133,8 +137,9 @@ def measure_learn(num_envs, nsteps, noptepochs, nminibatches, updates, seed) -> 
             "peak_memory_mib": memory.peak_bytes / 2 ** 20, "memory_kind": memory.kind}
 
 
-def measure_train_op(minibatch: int, steps: int, seed: int) -> float:
-    """Samples/s of Model.train alone on one fixed random minibatch (uint8 frames fed as in learn)."""
+def measure_train_op(minibatch: int, steps: int, seed: int, optimizer: str = "rmsprop") -> float:
+    """Samples/s of Model.train (with `optimizer`) alone on one fixed random minibatch (uint8 frames fed as in
+    learn)."""
     import gymnasium as gym
     import tensorflow.compat.v1 as tf
     from architecture import A2CPolicy
@@ -145,7 +150,7 @@ def measure_train_op(minibatch: int, steps: int, seed: int) -> float:
     actions = rng.integers(0, 7, minibatch).astype(np.int32)
     returns, values = rng.random(minibatch, dtype=np.float32), rng.random(minibatch, dtype=np.float32)
     with tf.Graph().as_default(), tf.Session(config=session_config()) as sess, sess.as_default():
-        model = Model(A2CPolicy, ob_space, gym.spaces.Discrete(7), 1, minibatch, 0.01, 0.5, 0.5)
+        model = Model(A2CPolicy, ob_space, gym.spaces.Discrete(7), 1, minibatch, 0.01, 0.5, 0.5, optimizer=optimizer)
         model.train(obs, actions, returns, values, 2e-4)
         start = time.perf_counter()
         for _ in range(steps):
@@ -170,14 +175,19 @@ def machine() -> dict:
             "memory_gib": round(psutil.virtual_memory().total / 2 ** 30, 1)}
 
 
-def run_config(name: str, reps: int, updates: int, ceiling_steps: int, train_steps: int) -> dict:
+def run_config(name: str, reps: int, updates: int, ceiling_steps: int, train_steps: int,
+               compare_2018: bool = False) -> dict:
     num_envs, nsteps, noptepochs, nminibatches = CONFIGS[name]
     minibatch = num_envs * nsteps // nminibatches
-    ceilings, learns, train_ops = [], [], []
+    ceilings, learns, train_ops, learns_2018, train_ops_2018 = [], [], [], [], []
     for rep in range(reps):
         ceilings.append(measure_ceiling(num_envs, ceiling_steps, seed=rep))
         learns.append(measure_learn(num_envs, nsteps, noptepochs, nminibatches, updates, seed=rep))
         train_ops.append(measure_train_op(minibatch, train_steps, seed=rep))
+        if compare_2018:   # the same measurements with every 2018 setting, in turn with the defaults
+            learns_2018.append(measure_learn(num_envs, nsteps, noptepochs, nminibatches, updates, seed=rep,
+                                             exact_2018=True))
+            train_ops_2018.append(measure_train_op(minibatch, train_steps, seed=rep, optimizer="rmsprop-2018"))
     result = {"settings": {"num_envs": num_envs, "nsteps": nsteps, "noptepochs": noptepochs,
                            "nminibatches": nminibatches, "minibatch": minibatch, "updates_measured": updates},
               "ceiling_steps_per_s": spread(ceilings), "train_op_samples_per_s": spread(train_ops)}
@@ -189,6 +199,12 @@ def run_config(name: str, reps: int, updates: int, ceiling_steps: int, train_ste
     result["ratio_sampling_to_ceiling"] = spread([l["sampling_steps_per_s"] / c for l, c in zip(learns, ceilings)])
     result["ratio_training_to_train_op"] = spread([l["training_samples_per_s"] / t for l, t in zip(learns, train_ops)])
     result["ratio_learn_to_ceiling"] = spread([l["steps_per_s"] / c for l, c in zip(learns, ceilings)])
+    if compare_2018:
+        result["exact_2018_learn_steps_per_s"] = spread([l["steps_per_s"] for l in learns_2018])
+        result["exact_2018_train_op_samples_per_s"] = spread(train_ops_2018)
+        result["ratio_learn_defaults_to_2018"] = spread([a["steps_per_s"] / b["steps_per_s"]
+                                                         for a, b in zip(learns, learns_2018)])
+        result["ratio_train_op_defaults_to_2018"] = spread([a / b for a, b in zip(train_ops, train_ops_2018)])
     return result
 
 
@@ -301,6 +317,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--updates", type=int, default=2, help="learn() updates measured after the warm-up one")
     parser.add_argument("--ceiling-steps", type=int, default=300, help="vector-env steps for the ceiling")
     parser.add_argument("--train-steps", type=int, default=20, help="train-op calls timed")
+    parser.add_argument("--compare-2018", action="store_true", help="also measure learn() and the train op with "
+                        "every 2018 setting (--exact-2018), in turn with the defaults, and print the ratios")
     parser.add_argument("--json", help="also write the figures to this JSON file")
     return parser
 
@@ -348,7 +366,8 @@ def benchmark(args) -> int:
             report["configs"][name] = measure_side_by_side(name, args.num_workers, args.reps)
             print_side_by_side(name, report["configs"][name])
             continue
-        report["configs"][name] = run_config(name, args.reps, args.updates, args.ceiling_steps, args.train_steps)
+        report["configs"][name] = run_config(name, args.reps, args.updates, args.ceiling_steps, args.train_steps,
+                                             args.compare_2018)
         print_result(name, report["configs"][name])
     report["machine"]["load_average_after"] = os.getloadavg()
     if args.json:
