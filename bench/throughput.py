@@ -71,13 +71,40 @@ def measure_ceiling(num_envs: int, steps: int, seed: int) -> float:
         venv.close()
 
 
-class PeakMemory:
-    """Samples the summed PSS of this process and its children every `interval` s in a thread."""
+class Poller:
+    """Calls self.poll() every `interval` s in a thread while the `with` block runs."""
 
     def __init__(self, interval: float = 0.5):
-        self.interval, self.peak_bytes, self.kind = interval, 0, "pss"
+        self.interval = interval
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def poll(self) -> None:
+        raise NotImplementedError
+
+    def _run(self):
+        while not self._stop.is_set():
+            self.poll()
+            self._stop.wait(self.interval)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
+class PeakMemory(Poller):
+    """The peak of the summed PSS of this process and its children, sampled every `interval` s."""
+
+    def __init__(self, interval: float = 0.5):
+        super().__init__(interval)
+        self.peak_bytes, self.kind = 0, "pss"
+
+    def poll(self) -> None:
+        self.peak_bytes = max(self.peak_bytes, self._sample())
 
     def _sample(self) -> int:
         me = psutil.Process()
@@ -91,19 +118,6 @@ class PeakMemory:
             except (psutil.NoSuchProcess, psutil.AccessDenied):
                 pass
         return total
-
-    def _run(self):
-        while not self._stop.is_set():
-            self.peak_bytes = max(self.peak_bytes, self._sample())
-            self._stop.wait(self.interval)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
 
 
 def measure_learn(num_envs, nsteps, noptepochs, nminibatches, updates, seed, exact_2018=False) -> dict:
@@ -210,29 +224,18 @@ def run_config(name: str, reps: int, updates: int, ceiling_steps: int, train_ste
 
 # ----------------------------------------------------------------------------- --backend ray: side by side
 
-class WorkerMemory:
-    """Polls the PSS of each Ray worker (sampler.memory(): actor + env processes) every `interval` s in a
-    thread; peaks [W] in bytes."""
+class WorkerMemory(Poller):
+    """The peak PSS of each Ray worker (sampler.memory(): actor + env processes), sampled every `interval` s;
+    peaks [W] in bytes."""
 
     def __init__(self, sampler, interval: float = 0.5):
-        self.sampler, self.interval = sampler, interval
+        super().__init__(interval)
+        self.sampler = sampler
         self.peaks = [0] * sampler.num_workers
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def _run(self):
-        while not self._stop.is_set():
-            for w, pss in enumerate(self.sampler.memory()):
-                self.peaks[w] = max(self.peaks[w], pss or 0)
-            self._stop.wait(self.interval)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
+    def poll(self) -> None:
+        for worker, pss in enumerate(self.sampler.memory()):
+            self.peaks[worker] = max(self.peaks[worker], pss or 0)
 
 
 def measure_side_by_side(name: str, num_workers: int, pairs: int, seed: int = 0) -> dict:
