@@ -178,6 +178,7 @@ def plot(summary: dict, path: str) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
     for config, item in summary.items():
         for ax, column in zip(axes, ("ep_return_mean", "policy_entropy", "explained_variance")):
@@ -193,6 +194,7 @@ def plot(summary: dict, path: str) -> None:
     for ax, title in zip(axes, ("mean return, last 100 episodes", "policy entropy", "explained variance")):
         ax.set_title(title)
         ax.set_xlabel("agent steps")
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda steps, _: f"{steps / 1000:.0f}k"))
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
     fig.tight_layout()
