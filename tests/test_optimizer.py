@@ -132,3 +132,21 @@ def test_new_defaults_learn_the_bandit_in_fewer_updates_than_exact_2018(tmp_path
     old_updates = _first_update_reaching(legacy, 6.0)
     assert new_updates <= 24, defaults
     assert new_updates < old_updates, (defaults, legacy)
+
+
+def test_a_run_saved_before_the_optimizer_options_resumes_with_the_2018_optimizer(tmp_path):
+    """config.json of a run from before this change has no 'optimizer', 'normalize_advantages' or 'clip_range':
+    it trained with the 2018 optimizer and objective, so --resume continues with those, not the new defaults."""
+    import agent
+    from config import TrainConfig
+    folder = tmp_path / "runs" / "old" / "checkpoints" / "000004"
+    folder.mkdir(parents=True)
+    (folder / "model.ckpt.index").write_bytes(b"")
+    old_config = {k: v for k, v in TrainConfig(num_envs=2, nsteps=2048, noptepochs=4).to_dict().items()
+                  if k not in ("optimizer", "normalize_advantages", "clip_range", "exact_2018")}
+    (folder / "state.json").write_text(json.dumps({"training": {"update": 4}, "config": old_config}))
+    args = agent.build_parser().parse_args(["--resume", str(folder)])
+    config, checkpoint_dir, run_dir = agent.resumed_config(args, {"resume"})
+    assert (config.optimizer, config.normalize_advantages, config.clip_range) == ("rmsprop-2018", False, 0.0)
+    assert config.noptepochs == 4 and config.nsteps == 2048          # what the file holds is kept
+    assert checkpoint_dir == str(folder) and run_dir == str(tmp_path / "runs" / "old")
