@@ -288,22 +288,24 @@ def measure_side_by_side(name: str, num_workers: int, pairs: int, seed: int = 0)
     return result
 
 
-def print_side_by_side(name: str, result: dict, out=sys.stdout) -> None:
-    print(f"\n== {name}, sampling side by side: {result['settings']}", file=out)
+def print_spreads(result: dict, width: int, digits: int, out=sys.stdout) -> None:
+    """One line per figure of `result` that is a spread: its min, median and max."""
     for key, value in result.items():
         if isinstance(value, dict) and "median" in value:
-            print(f"  {key:<34} min {value['min']:>12.4f}  median {value['median']:>12.4f}  max {value['max']:>12.4f}",
+            print(f"  {key:<34} " + "  ".join(f"{part} {value[part]:>{width}.{digits}f}" for part in ("min", "median", "max")),
                   file=out)
+
+
+def print_side_by_side(name: str, result: dict, out=sys.stdout) -> None:
+    print(f"\n== {name}, sampling side by side: {result['settings']}", file=out)
+    print_spreads(result, 12, 4, out)
     print(f"  local env processes, PSS per {result['settings']['envs_per_worker']} envs: "
           f"{result['local_env_processes_pss_mib_per_worker_share']:.0f} MiB (a worker adds its policy copy)", file=out)
 
 
 def print_result(name: str, result: dict, out=sys.stdout) -> None:
     print(f"\n== {name}: {result['settings']}", file=out)
-    for key, value in result.items():
-        if isinstance(value, dict) and "median" in value:
-            print(f"  {key:<34} min {value['min']:>10.3f}  median {value['median']:>10.3f}  max {value['max']:>10.3f}",
-                  file=out)
+    print_spreads(result, 10, 3, out)
     print(f"  memory measured as {result['memory_kind'].upper()}", file=out)
 
 

@@ -33,11 +33,8 @@ LOGITS = np.array([
 
 
 @pytest.fixture
-def sess():
-    graph = tf.Graph()
-    with graph.as_default(), tf.Session(graph=graph) as session, session.as_default():
-        tf.set_random_seed(0)
-        yield session
+def sess(session):   # the shared fresh graph and session (conftest.py), under this file's name
+    return session
 
 
 def np_softmax(logits):

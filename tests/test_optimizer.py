@@ -23,14 +23,6 @@ OB_SPACE = gym.spaces.Box(0, 255, (96, 96, 4), dtype=np.uint8)
 ACTIONS = gym.spaces.Discrete(7)
 
 
-@pytest.fixture
-def session():
-    graph = tf.Graph()
-    with graph.as_default(), tf.Session(graph=graph) as sess, sess.as_default():
-        tf.set_random_seed(0)
-        yield sess
-
-
 def test_zero_start_rmsprop_first_steps_match_hand_worked_numbers(session):
     # loss = p^2 / 2, so the gradient is p itself; lr 0.1, decay 0.99, epsilon 1e-5 (outside the root)
     param = tf.get_variable("p", initializer=tf.constant([2.0, -0.5]))
