@@ -23,6 +23,7 @@ and seconds an update spends shipping the weights and the rollouts, and the peak
 process and its env processes) beside that of the local env processes:
     python bench/throughput.py --backend ray --configs matched --num-workers 2 --reps 3 --json ray.json
 """
+import abc
 import argparse
 import json
 import os
@@ -71,7 +72,7 @@ def measure_ceiling(num_envs: int, steps: int, seed: int) -> float:
         venv.close()
 
 
-class Poller:
+class Poller(abc.ABC):
     """Calls self.poll() every `interval` s in a thread while the `with` block runs."""
 
     def __init__(self, interval: float = 0.5):
@@ -79,8 +80,9 @@ class Poller:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
+    @abc.abstractmethod
     def poll(self) -> None:
-        raise NotImplementedError
+        """Take one sample (each subclass says of what)."""
 
     def _run(self):
         while not self._stop.is_set():
