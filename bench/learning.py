@@ -29,24 +29,24 @@ import numpy as np
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_OUT = os.path.join(REPO, "bench", "learning-results")
 
+def options(optimizer: str, normalize: bool, epochs: int, minibatches: int, lr: str, clip: str = "") -> list:
+    """The agent.py options of one configuration of the optimizer, advantages, passes and learning rate."""
+    clip_range = ["--clip-range", clip] if clip else []
+    return ["--optimizer", optimizer, "--normalize-advantages" if normalize else "--no-normalize-advantages",
+            *clip_range, "--noptepochs", str(epochs), "--nminibatches", str(minibatches), "--lr", lr]
+
+
 # name -> agent.py options. Every run adds the size (--num-envs, --nsteps), the seed and the budget.
 CONFIGS = {
     "defaults": [],
     "2018": ["--exact-2018"],
-    "rmsprop0-raw-4x8": ["--optimizer", "rmsprop", "--no-normalize-advantages", "--noptepochs", "4",
-                         "--nminibatches", "8", "--lr", "2e-4"],
-    "rmsprop0-raw-4x8-lr4e-4": ["--optimizer", "rmsprop", "--no-normalize-advantages", "--noptepochs", "4",
-                                "--nminibatches", "8", "--lr", "4e-4"],
-    "rmsprop0-norm-1x8": ["--optimizer", "rmsprop", "--normalize-advantages", "--noptepochs", "1",
-                          "--nminibatches", "8", "--lr", "2e-4"],
-    "rmsprop0-norm-2x8": ["--optimizer", "rmsprop", "--normalize-advantages", "--noptepochs", "2",
-                          "--nminibatches", "8", "--lr", "2e-4"],
-    "rmsprop0-norm-1x32": ["--optimizer", "rmsprop", "--normalize-advantages", "--noptepochs", "1",
-                           "--nminibatches", "32", "--lr", "2e-4"],
-    "adam-raw-4x8": ["--optimizer", "adam", "--no-normalize-advantages", "--noptepochs", "4",
-                     "--nminibatches", "8", "--lr", "2e-4"],
-    "ppo-clip0.2": ["--optimizer", "adam", "--normalize-advantages", "--clip-range", "0.2", "--noptepochs", "4",
-                    "--nminibatches", "8", "--lr", "2e-4"],
+    "rmsprop0-raw-4x8": options("rmsprop", False, 4, 8, "2e-4"),
+    "rmsprop0-raw-4x8-lr4e-4": options("rmsprop", False, 4, 8, "4e-4"),
+    "rmsprop0-norm-1x8": options("rmsprop", True, 1, 8, "2e-4"),      # the same settings as "defaults"
+    "rmsprop0-norm-2x8": options("rmsprop", True, 2, 8, "2e-4"),
+    "rmsprop0-norm-1x32": options("rmsprop", True, 1, 32, "2e-4"),
+    "adam-raw-4x8": options("adam", False, 4, 8, "2e-4"),
+    "ppo-clip0.2": options("adam", True, 4, 8, "2e-4", clip="0.2"),
 }
 MILESTONES = (50_000, 100_000, 200_000)
 RANDOM_PLAY = 176   # mean raw score of random play on Airstriker (../shared/FACTS.md, measured on this machine type)
