@@ -69,18 +69,17 @@ class Model:
     | actions_     | [n]   | actions taken, int32                             |
     | advantages_  | [n]   | returns - values                                 |
     | rewards_     | [n]   | returns (value targets)                          |
-    | old_neglogp_ | [n]   | -log pi_old(a|s) when sampled (clipped objective, KL) |
+    | old_neglogp_ | [n]   | -log pi_old(a|s) when sampled (clipped objective) |
     | lr_          | []    | learning rate of this call                       |
 
     Called with only the 2018 arguments it builds the 2018 graph: TF1 RMSProp (decay 0.99, epsilon 1e-5 inside
     the root, mean square starting at 1.0), raw advantages, the plain policy-gradient loss. The keywords choose
     the project's improvements: `optimizer` ('rmsprop-2018', 'rmsprop': zero-start and bias-corrected, 'adam'),
-    `normalize_advantages` (per minibatch), `clip_range` (PPO's clipped objective; None or 0: A2C's loss) and
-    `measure_kl` (train() also returns the KL divergence of the policy from the one that sampled the minibatch).
+    `normalize_advantages` (per minibatch) and `clip_range` (PPO's clipped objective; None or 0: A2C's loss).
     """
 
     def __init__(self, policy, ob_space, action_space, nenvs, nsteps, ent_coef, vf_coef, max_grad_norm, rng=None,
-                 *, optimizer="rmsprop-2018", normalize_advantages=False, clip_range=None, measure_kl=False):
+                 *, optimizer="rmsprop-2018", normalize_advantages=False, clip_range=None):
         if optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
         self.sess = sess = tf.get_default_session()
@@ -89,14 +88,11 @@ class Model:
         self.advantages_ = tf.placeholder(tf.float32, [None], name="advantages")
         self.rewards_ = tf.placeholder(tf.float32, [None], name="returns")
         self.lr_ = tf.placeholder(tf.float32, [], name="learning_rate")
-        self.old_neglogp_ = tf.placeholder(tf.float32, [None], name="old_neglogp") \
-            if (self.clip_range or measure_kl) else None
         self.step_model = policy(sess, ob_space, action_space, nenvs, 1, reuse=False, rng=rng)
         self.train_model = train_model = policy(sess, ob_space, action_space, nenvs * nsteps, nsteps, reuse=True,
                                                 rng=rng)
         neglogpac = train_model.pd.neglogp(self.actions_)
         self.pg_loss = self._policy_loss(neglogpac)
-        self.approx_kl = self._approx_kl(neglogpac) if self.old_neglogp_ is not None else tf.constant(np.nan)
         # L_v = mean((R - V(s))^2) / 2
         self.vf_loss = tf.reduce_mean(tf.square(train_model.vf - self.rewards_)) / 2.0
         # H = mean entropy of pi(.|s)
@@ -120,18 +116,14 @@ class Model:
     def _policy_loss(self, neglogpac):
         """The policy loss: A2C's, or PPO's clipped surrogate when clip_range is set. neglogpac [n] f32."""
         if not self.clip_range:
+            self.old_neglogp_ = None
             # L_pg = mean(A * -log pi(a|s))
             return tf.reduce_mean(self.advantages_ * neglogpac)
+        self.old_neglogp_ = tf.placeholder(tf.float32, [None], name="old_neglogp")
         ratio = tf.exp(self.old_neglogp_ - neglogpac)   # pi(a|s) / pi_old(a|s)
         clipped = tf.clip_by_value(ratio, 1.0 - self.clip_range, 1.0 + self.clip_range)
         # L_clip = mean(max(-A * ratio, -A * clip(ratio, 1 - eps, 1 + eps)))
         return tf.reduce_mean(tf.maximum(-self.advantages_ * ratio, -self.advantages_ * clipped))
-
-    def _approx_kl(self, neglogpac):
-        """KL(pi_old || pi) estimated from the sampled actions, before this step; never negative. neglogpac [n]."""
-        log_ratio = self.old_neglogp_ - neglogpac   # log pi(a|s) - log pi_old(a|s)
-        # KL ~ mean(ratio - 1 - log ratio)   (unbiased for actions drawn from pi_old)
-        return tf.reduce_mean(tf.exp(log_ratio) - 1.0 - log_ratio)
 
     def _build_train_op(self, optimizer, grads_and_params):
         """The update op of `optimizer` for [(gradient, variable)], at the fed learning rate lr_."""
@@ -146,9 +138,8 @@ class Model:
     def train(self, states_in, actions, returns, values, lr, neglogpacs=None):
         """One optimizer step on a minibatch.
         states_in [n, 96, 96, 4] uint8, actions [n] int32, returns [n] f32, values [n] f32, neglogpacs [n] f32
-        (-log pi_old(a|s) when sampled; needed with clip_range and measure_kl)
-        -> (policy_loss, value_loss, policy_entropy, approx_kl); approx_kl is measured before the step (NaN
-        without clip_range or measure_kl). Raises NonFiniteError before returning bad numbers."""
+        (-log pi_old(a|s) when sampled; needed with clip_range) -> (policy_loss, value_loss, policy_entropy).
+        Raises NonFiniteError before returning bad numbers."""
         advantages = returns - values
         if self.normalize_advantages:
             # A <- (A - mean(A)) / (std(A) + 1e-8), per minibatch
@@ -157,15 +148,15 @@ class Model:
                 self.rewards_: returns, self.lr_: lr}
         if self.old_neglogp_ is not None:
             if neglogpacs is None:
-                raise ValueError("a model with clip_range or measure_kl needs the neglogpacs of the sampled actions")
+                raise ValueError("a model with clip_range needs the neglogpacs of the sampled actions")
             feed[self.old_neglogp_] = neglogpacs
-        policy_loss, value_loss, policy_entropy, approx_kl, grad_norm, _ = self.sess.run(
-            [self.pg_loss, self.vf_loss, self.entropy, self.approx_kl, self.grad_norm, self._train], feed)
+        policy_loss, value_loss, policy_entropy, grad_norm, _ = self.sess.run(
+            [self.pg_loss, self.vf_loss, self.entropy, self.grad_norm, self._train], feed)
         for name, value in (("policy loss", policy_loss), ("value loss", value_loss),
                             ("entropy", policy_entropy), ("gradient norm", grad_norm)):
             if not np.isfinite(value):
                 raise NonFiniteError(f"the {name} became {value}")
-        return policy_loss, value_loss, policy_entropy, approx_kl
+        return policy_loss, value_loss, policy_entropy
 
     def check_weights(self) -> None:
         """Raise NonFiniteError naming the first weight that holds NaN or infinity."""
@@ -339,7 +330,6 @@ class TrainingState:
     elapsed: float = 0.0                                        # training seconds before this process
     worker_restarts: int = 0
     action_rng_states: list = None                              # each env's action-noise generator state
-    adaptive_lr: float = None                                   # with target_kl: the next update's learning rate
 
     def mean_return(self):
         return float(np.mean([e["r"] for e in self.episodes])) if self.episodes else None
@@ -385,22 +375,10 @@ def learning_rate(lr: float, schedule: str, timesteps: int, total_timesteps: int
     return lr
 
 
-def adapt_learning_rate(lr: float, approx_kl: float, target_kl: float, lr_bounds) -> float:
-    """The next minibatch's learning rate: 1.5 times smaller when the KL is over twice the target, 1.5 times
-    larger when it is under half of it, else the same; always within lr_bounds (low, high)."""
-    if approx_kl > 2.0 * target_kl:
-        return max(lr / 1.5, lr_bounds[0])
-    if approx_kl < 0.5 * target_kl:
-        return min(lr * 1.5, lr_bounds[1])
-    return lr
-
-
-def train_epochs(model, batch, rng, noptepochs, nminibatches, lr, target_kl=0.0, lr_bounds=(0.0, np.inf)):
+def train_epochs(model, batch, rng, noptepochs, nminibatches, lr) -> np.ndarray:
     """`noptepochs` passes over the batch in `nminibatches` shuffled minibatches, as the 2018 scripts.
     batch: (obs [n, 96, 96, 4] uint8 (indexable), actions [n], returns [n], values [n], neglogpacs [n]).
-    target_kl > 0: after every minibatch but the first (whose policy is still the sampling one) the learning
-    rate follows `adapt_learning_rate`. -> (mean (policy_loss, value_loss, policy_entropy, approx_kl) over the
-    minibatches, the learning rate for the next update)."""
+    -> mean (policy_loss, value_loss, policy_entropy) over the minibatches."""
     obs, actions, returns, values, neglogpacs = batch
     minibatch_size = len(actions) // nminibatches
     # shuffled afresh each update from the saved generator alone, so that a resumed run draws the same
@@ -413,15 +391,13 @@ def train_epochs(model, batch, rng, noptepochs, nminibatches, lr, target_kl=0.0,
             mb_inds = indices[start:start + minibatch_size]
             losses.append(model.train(obs[mb_inds], actions[mb_inds], returns[mb_inds], values[mb_inds], lr,
                                       neglogpacs[mb_inds]))
-            if target_kl and len(losses) > 1:
-                lr = adapt_learning_rate(lr, losses[-1][3], target_kl, lr_bounds)
-    return np.mean(losses, axis=0), lr
+    return np.mean(losses, axis=0)
 
 
 def table_row(training: "TrainingState", fps, losses, values, returns, lr) -> dict:
     """One row of the training table: the 2018 columns, then episode statistics, learning rate, restarts.
     losses: (policy_loss, value_loss, policy_entropy); values, returns [nenvs * nsteps] of the last batch."""
-    policy_loss, value_loss, policy_entropy = (float(x) for x in losses[:3])
+    policy_loss, value_loss, policy_entropy = (float(x) for x in losses)
     mean_return = training.mean_return()
     lengths = [e["l"] for e in training.episodes]
     return {"nupdates": training.update, "total_timesteps": training.timesteps, "fps": int(fps),
@@ -437,20 +413,19 @@ def table_row(training: "TrainingState", fps, losses, values, returns, lr) -> di
 
 def learn(policy, env, nsteps, total_timesteps, gamma, lam, vf_coef, ent_coef, lr, max_grad_norm, log_interval,
           *, noptepochs=1, nminibatches=8, seed=0, lr_schedule="constant", truncation_as_terminal=False,
-          optimizer="rmsprop", normalize_advantages=True, clip_range=0.0, target_kl=0.0, exact_2018=False,
-          keep_checkpoints=5, run_dir=None, runs_dir="runs", models_dir="models", **run_options):
+          optimizer="rmsprop", normalize_advantages=True, clip_range=0.0, exact_2018=False, keep_checkpoints=5,
+          run_dir=None, runs_dir="runs", models_dir="models", **run_options):
     """The 2018 scripts' entry point: train A2C on the vector env `env` with these hyperparameters (see `train`).
 
-    optimizer, normalize_advantages, clip_range, target_kl: see config.TrainConfig; exact_2018 replaces them, the
-    epochs, minibatches, schedule and time-limit handling with the 2018 scripts' (config.BEHAVIOUR_2018).
+    optimizer, normalize_advantages, clip_range: see config.TrainConfig; exact_2018 replaces them, the epochs,
+    minibatches, schedule and time-limit handling with the 2018 scripts' (config.BEHAVIOUR_2018).
     run_options: resume_from, init_weights, progress, extra_config, callback, tf_threads, stream (see `train`).
     """
     config = TrainConfig(num_envs=env.num_envs, nsteps=nsteps, total_timesteps=total_timesteps, gamma=gamma, lam=lam,
                          vf_coef=vf_coef, ent_coef=ent_coef, lr=lr, lr_schedule=lr_schedule,
                          max_grad_norm=max_grad_norm, noptepochs=noptepochs, nminibatches=nminibatches,
                          truncation_as_terminal=truncation_as_terminal, optimizer=optimizer,
-                         normalize_advantages=normalize_advantages, clip_range=clip_range, target_kl=target_kl,
-                         log_interval=log_interval,
+                         normalize_advantages=normalize_advantages, clip_range=clip_range, log_interval=log_interval,
                          keep_checkpoints=keep_checkpoints, seed=seed, runs_dir=runs_dir, models_dir=models_dir,
                          progress=run_options.pop("progress", True))
     if exact_2018:
@@ -509,7 +484,7 @@ class Learner:
         self.model = Model(policy, env.observation_space, env.action_space, env.num_envs, config.nsteps,
                            config.ent_coef, config.vf_coef, config.max_grad_norm, rng=self.rng,
                            optimizer=config.optimizer, normalize_advantages=config.normalize_advantages,
-                           clip_range=config.clip_range, measure_kl=config.target_kl > 0)
+                           clip_range=config.clip_range)
         self.batch_size = env.num_envs * config.nsteps
         self.nupdates = config.total_timesteps // self.batch_size
         self.state = TrainingState(rng_state=self.rng.bit_generator.state)   # the last good update
@@ -588,22 +563,19 @@ class Learner:
     def update(self, should_stop, callback=None) -> bool:
         """Sample one batch, train on it, log and save as configured. -> False when stopped while sampling."""
         config = self.config
-        current_lr = self.state.adaptive_lr or learning_rate(config.lr, config.lr_schedule, self.state.timesteps,
-                                                             config.total_timesteps)
+        current_lr = learning_rate(config.lr, config.lr_schedule, self.state.timesteps, config.total_timesteps)
         t_update = time.time()
         batch = self.runner.run(should_stop=should_stop)
         if batch is None:
             return False
         obs, actions, returns, values, neglogpacs, new_episodes = batch
         t_sampled = time.time()
-        losses, next_lr = train_epochs(self.model, (obs, actions, returns, values, neglogpacs), self.rng,
-                                       config.noptepochs, config.nminibatches, current_lr, config.target_kl,
-                                       (config.lr / 100, config.lr * 10))
+        losses = train_epochs(self.model, (obs, actions, returns, values, neglogpacs), self.rng,
+                              config.noptepochs, config.nminibatches, current_lr)
         self.model.check_weights()
         t_trained = time.time()
         self.episodes.extend(new_episodes)
-        self.state = self.snapshot(self.state.update + 1, self.state.timesteps + self.batch_size,
-                                   next_lr if config.target_kl else None)
+        self.state = self.snapshot(self.state.update + 1, self.state.timesteps + self.batch_size)
         fps = self.batch_size / (t_trained - t_update)
         self.logger.advance(0, fps, self.state.mean_return())   # the steps were counted as collected
         self.estimate.update_done(t_trained - t_update)
@@ -632,11 +604,11 @@ class Learner:
             self.logger.print(f"checkpoint: {self.save()}")
 
     # -- state
-    def snapshot(self, update: int, timesteps: int, adaptive_lr=None) -> TrainingState:
+    def snapshot(self, update: int, timesteps: int) -> TrainingState:
         """The training state after `update` updates and `timesteps` steps, as a checkpoint stores it."""
         return TrainingState(update, timesteps, list(self.episodes), self.rng.bit_generator.state,
                              time.time() - self.t_start, self._restarts_before + getattr(self.env, "restarts", 0),
-                             [env_rng.bit_generator.state for env_rng in self.env_rngs], adaptive_lr)
+                             [env_rng.bit_generator.state for env_rng in self.env_rngs])
 
     def save(self) -> str:
         training = self.state

@@ -191,7 +191,7 @@ def test_train_losses_match_numpy_on_the_weights_before_the_step(graph):
     total = sess.run(m.loss, feed)
     assert total == pytest.approx(expected_pg - 0.01 * expected_ent + 0.5 * expected_vf, rel=1e-5, abs=1e-6)
     before = all_values(sess)
-    policy_loss, value_loss, entropy, _ = m.train(obs, actions, returns, values, 1e-3)
+    policy_loss, value_loss, entropy = m.train(obs, actions, returns, values, 1e-3)
     assert policy_loss == pytest.approx(expected_pg, rel=1e-5, abs=1e-6)
     assert value_loss == pytest.approx(expected_vf, rel=1e-5, abs=1e-6)
     assert entropy == pytest.approx(expected_ent, rel=1e-5, abs=1e-6)
