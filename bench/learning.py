@@ -29,11 +29,13 @@ import numpy as np
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_OUT = os.path.join(REPO, "bench", "learning-results")
 
-def options(optimizer: str, normalize: bool, epochs: int, minibatches: int, lr: str, clip: str = "") -> list:
-    """The agent.py options of one configuration of the optimizer, advantages, passes and learning rate."""
-    clip_range = ["--clip-range", clip] if clip else []
+def options(optimizer: str, normalize: bool, epochs: int, minibatches: int, lr: str, clip: str = "",
+            ent_coef: str = "") -> list:
+    """The agent.py options of one configuration of the optimizer, advantages, passes, learning rate (and
+    where given the clip range and the entropy weight)."""
+    extra = (["--clip-range", clip] if clip else []) + (["--ent-coef", ent_coef] if ent_coef else [])
     return ["--optimizer", optimizer, "--normalize-advantages" if normalize else "--no-normalize-advantages",
-            *clip_range, "--noptepochs", str(epochs), "--nminibatches", str(minibatches), "--lr", lr]
+            *extra, "--noptepochs", str(epochs), "--nminibatches", str(minibatches), "--lr", lr]
 
 
 # name -> agent.py options. Every run adds the size (--num-envs, --nsteps), the seed and the budget.
@@ -45,6 +47,13 @@ CONFIGS = {
     "rmsprop0-norm-1x8": options("rmsprop", True, 1, 8, "2e-4"),      # the same settings as "defaults"
     "rmsprop0-norm-2x8": options("rmsprop", True, 2, 8, "2e-4"),
     "rmsprop0-norm-1x32": options("rmsprop", True, 1, 32, "2e-4"),
+    "rmsprop0-norm-1x32-lr4e-4": options("rmsprop", True, 1, 32, "4e-4"),
+    "rmsprop0-norm-1x32-lr8e-4": options("rmsprop", True, 1, 32, "8e-4"),
+    "rmsprop0-norm-1x16-lr8e-4": options("rmsprop", True, 1, 16, "8e-4"),
+    "rmsprop0-raw-1x32-lr4e-4": options("rmsprop", False, 1, 32, "4e-4"),
+    "rmsprop0-raw-1x32-lr8e-4": options("rmsprop", False, 1, 32, "8e-4"),
+    "rmsprop0-raw-1x32-lr1.6e-3": options("rmsprop", False, 1, 32, "1.6e-3"),
+    "rmsprop0-norm-1x32-lr4e-4-ent0.05": options("rmsprop", True, 1, 32, "4e-4", ent_coef="0.05"),
     "adam-raw-4x8": options("adam", False, 4, 8, "2e-4"),
     "ppo-clip0.2": options("adam", True, 4, 8, "2e-4", clip="0.2"),
 }
