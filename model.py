@@ -75,15 +75,16 @@ class Model:
     Called with only the 2018 arguments it builds the 2018 graph: TF1 RMSProp (decay 0.99, epsilon 1e-5 inside
     the root, mean square starting at 1.0), raw advantages, the plain policy-gradient loss. The keywords choose
     the project's improvements: `optimizer` ('rmsprop-2018', 'rmsprop': zero-start and bias-corrected, 'adam'),
-    `normalize_advantages` (per minibatch) and `clip_range` (PPO's clipped objective; None or 0: A2C's loss).
+    `normalize_advantages` (per minibatch), `clip_range` (PPO's clipped objective; None or 0: A2C's loss) and
+    `epsilon` (of 'rmsprop' and 'adam'; the 2018 optimizer keeps its 1e-5 inside the root).
     """
 
     def __init__(self, policy, ob_space, action_space, nenvs, nsteps, ent_coef, vf_coef, max_grad_norm, rng=None,
-                 *, optimizer="rmsprop-2018", normalize_advantages=False, clip_range=None):
+                 *, optimizer="rmsprop-2018", normalize_advantages=False, clip_range=None, epsilon=1e-5):
         if optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
         self.sess = sess = tf.get_default_session()
-        self.normalize_advantages, self.clip_range = normalize_advantages, clip_range or None
+        self.normalize_advantages, self.clip_range, self.epsilon = normalize_advantages, clip_range or None, epsilon
         self.actions_ = tf.placeholder(tf.int32, [None], name="actions")
         self.advantages_ = tf.placeholder(tf.float32, [None], name="advantages")
         self.rewards_ = tf.placeholder(tf.float32, [None], name="returns")
@@ -128,9 +129,9 @@ class Model:
     def _build_train_op(self, optimizer, grads_and_params):
         """The update op of `optimizer` for [(gradient, variable)], at the fed learning rate lr_."""
         if optimizer == "rmsprop":
-            return zero_start_rmsprop(grads_and_params, self.lr_, decay=0.99, epsilon=1e-5)
+            return zero_start_rmsprop(grads_and_params, self.lr_, decay=0.99, epsilon=self.epsilon)
         if optimizer == "adam":
-            return tf.train.AdamOptimizer(self.lr_, beta1=0.9, beta2=0.999, epsilon=1e-5).apply_gradients(
+            return tf.train.AdamOptimizer(self.lr_, beta1=0.9, beta2=0.999, epsilon=self.epsilon).apply_gradients(
                 grads_and_params)
         return tf.train.RMSPropOptimizer(learning_rate=self.lr_, decay=0.99, epsilon=1e-5).apply_gradients(
             grads_and_params)
@@ -413,11 +414,12 @@ def table_row(training: "TrainingState", fps, losses, values, returns, lr) -> di
 
 def learn(policy, env, nsteps, total_timesteps, gamma, lam, vf_coef, ent_coef, lr, max_grad_norm, log_interval,
           *, noptepochs=1, nminibatches=8, seed=0, lr_schedule="constant", truncation_as_terminal=False,
-          optimizer="rmsprop", normalize_advantages=True, clip_range=0.0, exact_2018=False, keep_checkpoints=5,
+          optimizer="rmsprop", normalize_advantages=True, clip_range=0.0, epsilon=1e-5, exact_2018=False,
+          keep_checkpoints=5,
           run_dir=None, runs_dir="runs", models_dir="models", **run_options):
     """The 2018 scripts' entry point: train A2C on the vector env `env` with these hyperparameters (see `train`).
 
-    optimizer, normalize_advantages, clip_range: see config.TrainConfig; exact_2018 replaces them, the epochs,
+    optimizer, normalize_advantages, clip_range, epsilon: see config.TrainConfig; exact_2018 replaces them, the epochs,
     minibatches, schedule and time-limit handling with the 2018 scripts' (config.BEHAVIOUR_2018).
     run_options: resume_from, init_weights, progress, extra_config, callback, tf_threads, stream (see `train`).
     """
@@ -425,7 +427,8 @@ def learn(policy, env, nsteps, total_timesteps, gamma, lam, vf_coef, ent_coef, l
                          vf_coef=vf_coef, ent_coef=ent_coef, lr=lr, lr_schedule=lr_schedule,
                          max_grad_norm=max_grad_norm, noptepochs=noptepochs, nminibatches=nminibatches,
                          truncation_as_terminal=truncation_as_terminal, optimizer=optimizer,
-                         normalize_advantages=normalize_advantages, clip_range=clip_range, log_interval=log_interval,
+                         normalize_advantages=normalize_advantages, clip_range=clip_range, epsilon=epsilon,
+                         log_interval=log_interval,
                          keep_checkpoints=keep_checkpoints, seed=seed, runs_dir=runs_dir, models_dir=models_dir,
                          progress=run_options.pop("progress", True))
     if exact_2018:
@@ -484,6 +487,7 @@ class Learner:
         self.model = Model(policy, env.observation_space, env.action_space, env.num_envs, config.nsteps,
                            config.ent_coef, config.vf_coef, config.max_grad_norm, rng=self.rng,
                            optimizer=config.optimizer, normalize_advantages=config.normalize_advantages,
+                           epsilon=config.epsilon,
                            clip_range=config.clip_range)
         self.batch_size = env.num_envs * config.nsteps
         self.nupdates = config.total_timesteps // self.batch_size

@@ -30,10 +30,11 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_OUT = os.path.join(REPO, "bench", "learning-results")
 
 def options(optimizer: str, normalize: bool, epochs: int, minibatches: int, lr: str, clip: str = "",
-            ent_coef: str = "") -> list:
+            ent_coef: str = "", epsilon: str = "") -> list:
     """The agent.py options of one configuration of the optimizer, advantages, passes, learning rate (and
     where given the clip range and the entropy weight)."""
-    extra = (["--clip-range", clip] if clip else []) + (["--ent-coef", ent_coef] if ent_coef else [])
+    extra = (["--clip-range", clip] if clip else []) + (["--ent-coef", ent_coef] if ent_coef else []) + \
+        (["--epsilon", epsilon] if epsilon else [])
     return ["--optimizer", optimizer, "--normalize-advantages" if normalize else "--no-normalize-advantages",
             *extra, "--noptepochs", str(epochs), "--nminibatches", str(minibatches), "--lr", lr]
 
@@ -53,6 +54,10 @@ CONFIGS = {
     "rmsprop0-raw-1x32-lr4e-4": options("rmsprop", False, 1, 32, "4e-4"),
     "rmsprop0-raw-1x32-lr8e-4": options("rmsprop", False, 1, 32, "8e-4"),
     "rmsprop0-raw-1x32-lr1.6e-3": options("rmsprop", False, 1, 32, "1.6e-3"),
+    "rmsprop0-raw-1x32-lr8e-4-eps1e-4": options("rmsprop", False, 1, 32, "8e-4", epsilon="1e-4"),
+    "rmsprop0-raw-1x32-lr8e-4-eps1e-3": options("rmsprop", False, 1, 32, "8e-4", epsilon="1e-3"),
+    "rmsprop0-raw-1x32-lr8e-4-ent0.001": options("rmsprop", False, 1, 32, "8e-4", ent_coef="0.001"),
+    "rmsprop0-raw-1x32-lr8e-4-ent0.003": options("rmsprop", False, 1, 32, "8e-4", ent_coef="0.003"),
     "rmsprop0-norm-1x32-lr4e-4-ent0.05": options("rmsprop", True, 1, 32, "4e-4", ent_coef="0.05"),
     "adam-raw-4x8": options("adam", False, 4, 8, "2e-4"),
     "ppo-clip0.2": options("adam", True, 4, 8, "2e-4", clip="0.2"),

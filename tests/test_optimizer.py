@@ -66,6 +66,27 @@ def test_the_2018_model_takes_tf1_rmsprop_steps_exactly(session):
         np.testing.assert_allclose(w1, expected, rtol=2e-6, atol=1e-9, err_msg=param.op.name)
 
 
+def test_the_zero_start_model_step_uses_the_chosen_epsilon(session):
+    """Model(optimizer='rmsprop', epsilon=E): the first step of each weight is lr * g / (|g| + E) (the bias-corrected
+    mean square of one step is g^2), reproduced in numpy from the clipped gradients; E = 1e-3 damps small g."""
+    model = Model(A2CPolicy, OB_SPACE, ACTIONS, 2, 2, 0.01, 0.5, 0.5, rng=np.random.default_rng(0),
+                  optimizer="rmsprop", epsilon=1e-3)
+    rng = np.random.default_rng(3)
+    obs = rng.integers(0, 256, (4, 96, 96, 4), dtype=np.uint8)
+    actions = np.array([0, 3, 6, 2], np.int32)
+    returns = np.array([1.5, -0.5, 2.0, 0.25], np.float32)
+    values = np.array([0.5, 0.5, -1.0, 1.0], np.float32)
+    feed = {model.train_model.inputs_: obs, model.actions_: actions, model.advantages_: returns - values,
+            model.rewards_: returns}
+    clipped, _ = tf.clip_by_global_norm(tf.gradients(model.loss, model.params), 0.5)
+    before, gradients = session.run([model.params, clipped], feed)
+    model.train(obs, actions, returns, values, 7e-4)
+    after = session.run(model.params)
+    for param, w0, g, w1 in zip(model.params, before, gradients, after):
+        expected = w0 - np.float32(7e-4) * g / (np.abs(g) + np.float32(1e-3))   # p -= lr g / (sqrt(g^2) + eps)
+        np.testing.assert_allclose(w1, expected, rtol=2e-5, atol=1e-8, err_msg=param.op.name)
+
+
 def test_normalised_advantages_and_the_clipped_objective(session):
     model = Model(A2CPolicy, OB_SPACE, ACTIONS, 2, 2, 0.0, 0.5, None, rng=np.random.default_rng(0),
                   optimizer="rmsprop", normalize_advantages=True, clip_range=0.2)
