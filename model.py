@@ -415,12 +415,11 @@ def table_row(training: "TrainingState", fps, losses, values, returns, lr) -> di
 def learn(policy, env, nsteps, total_timesteps, gamma, lam, vf_coef, ent_coef, lr, max_grad_norm, log_interval,
           *, noptepochs=1, nminibatches=8, seed=0, lr_schedule="constant", truncation_as_terminal=False,
           optimizer="rmsprop", normalize_advantages=True, clip_range=0.0, epsilon=1e-5, exact_2018=False,
-          keep_checkpoints=5,
-          run_dir=None, runs_dir="runs", models_dir="models", **run_options):
+          keep_checkpoints=5, run_dir=None, runs_dir="runs", models_dir="models", **run_options):
     """The 2018 scripts' entry point: train A2C on the vector env `env` with these hyperparameters (see `train`).
 
-    optimizer, normalize_advantages, clip_range, epsilon: see config.TrainConfig; exact_2018 replaces them, the epochs,
-    minibatches, schedule and time-limit handling with the 2018 scripts' (config.BEHAVIOUR_2018).
+    optimizer, normalize_advantages, clip_range, epsilon: see config.TrainConfig; exact_2018 replaces them, the
+    epochs, minibatches, schedule and time-limit handling with the 2018 scripts' (config.BEHAVIOUR_2018).
     run_options: resume_from, init_weights, progress, extra_config, callback, tf_threads, stream (see `train`).
     """
     config = TrainConfig(num_envs=env.num_envs, nsteps=nsteps, total_timesteps=total_timesteps, gamma=gamma, lam=lam,
@@ -487,8 +486,7 @@ class Learner:
         self.model = Model(policy, env.observation_space, env.action_space, env.num_envs, config.nsteps,
                            config.ent_coef, config.vf_coef, config.max_grad_norm, rng=self.rng,
                            optimizer=config.optimizer, normalize_advantages=config.normalize_advantages,
-                           epsilon=config.epsilon,
-                           clip_range=config.clip_range)
+                           clip_range=config.clip_range, epsilon=config.epsilon)
         self.batch_size = env.num_envs * config.nsteps
         self.nupdates = config.total_timesteps // self.batch_size
         self.state = TrainingState(rng_state=self.rng.bit_generator.state)   # the last good update
