@@ -47,6 +47,7 @@ CONFIGS = {
     "rmsprop0-raw-4x8-lr4e-4": options("rmsprop", False, 4, 8, "4e-4"),
     "rmsprop0-norm-1x8": options("rmsprop", True, 1, 8, "2e-4"),      # the same settings as "defaults"
     "rmsprop0-norm-2x8": options("rmsprop", True, 2, 8, "2e-4"),
+    "rmsprop0-norm-1x8-lr4e-4": options("rmsprop", True, 1, 8, "4e-4"),
     "rmsprop0-norm-1x32": options("rmsprop", True, 1, 32, "2e-4"),
     "rmsprop0-norm-1x32-lr4e-4": options("rmsprop", True, 1, 32, "4e-4"),
     "rmsprop0-norm-1x32-lr8e-4": options("rmsprop", True, 1, 32, "8e-4"),
