@@ -98,8 +98,15 @@ def check_resumable(checkpoint_dir: str, run_dir: str) -> None:
     from checkpoint import CheckpointError, RunFolder, load_state
     from logger import read_progress_table
     from model import TrainingState
+    training = load_state(checkpoint_dir).get("training")
+    known = {f.name for f in dataclasses.fields(TrainingState)}
+    unknown = sorted(set(training) - known) if isinstance(training, dict) else []
+    if unknown:
+        raise CheckpointError(f"the checkpoint {checkpoint_dir!r} holds training state this version does not know "
+                              f"({', '.join(unknown)}): it was written by another version of sonic-a2c; resume it "
+                              "with that version, or start a new run from its weights with --init-weights")
     try:
-        state = TrainingState(**load_state(checkpoint_dir).get("training"))
+        state = TrainingState(**training)
         np.random.default_rng().bit_generator.state = state.rng_state
     except (TypeError, ValueError, KeyError) as error:
         raise CheckpointError(f"the checkpoint {checkpoint_dir!r} is corrupt (state.json, training state: {error}); "

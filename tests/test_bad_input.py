@@ -160,6 +160,10 @@ CASES = [
      ["has no readable config.json (not a JSON object)"]),
     ("state.json that is a JSON list", "agent.py", RESUME_COPY, ["is corrupt (state.json: not a JSON object)"]),
     ("state.json with a foreign training state", "agent.py", RESUME_COPY,
+     ["holds training state this version does not know (level)", "--init-weights"]),
+    ("state.json of a later version (an extra field)", "agent.py", RESUME_COPY,
+     ["holds training state this version does not know (adaptive_lr)", "written by another version"]),
+    ("state.json with a training state of the wrong type", "agent.py", RESUME_COPY,
      ["is corrupt (state.json, training state:", "resume from an earlier one"]),
     ("state.json with a setting of the wrong type", "agent.py", RESUME_COPY,
      ["is corrupt (state.json: the setting nsteps 'x' (not int))"]),
@@ -216,6 +220,12 @@ SETUPS = {
     "state.json that is a JSON list": lambda base, tmp: edit_state(copy_of_run(base, tmp), lambda state: [1, 2]),
     "state.json with a foreign training state":
         lambda base, tmp: edit_state(copy_of_run(base, tmp), lambda state: dict(state, training={"level": 3})),
+    "state.json of a later version (an extra field)":
+        lambda base, tmp: edit_state(copy_of_run(base, tmp),
+                                     lambda state: dict(state, training=dict(state["training"], adaptive_lr=None))),
+    "state.json with a training state of the wrong type":
+        lambda base, tmp: edit_state(copy_of_run(base, tmp),
+                                     lambda state: dict(state, training=dict(state["training"], rng_state="x"))),
     "state.json with a setting of the wrong type":
         lambda base, tmp: edit_state(copy_of_run(base, tmp),
                                      lambda state: dict(state, config=dict(state["config"], nsteps="x"))),
