@@ -41,13 +41,9 @@ def test_zero_start_rmsprop_first_steps_match_hand_worked_numbers(session):
     assert abs(-0.5 - -0.4000020) == pytest.approx(0.1, rel=1e-3)
 
 
-def test_the_2018_model_takes_tf1_rmsprop_steps_exactly(session):
-    """Model called with only the 2018 arguments: mean square starts at 1.0, epsilon inside the root, no momentum.
-    One step on a minibatch is reproduced in numpy from the clipped gradients."""
-    model = Model(A2CPolicy, OB_SPACE, ACTIONS, 2, 2, 0.01, 0.5, 0.5, rng=np.random.default_rng(0))
-    names = {v.op.name for v in tf.global_variables()}
-    assert "model/pi/w/RMSProp" in names and "model/pi/w/RMSProp_1" in names
-    assert not any("RMSPropZero" in name or "Adam" in name for name in names)
+def one_step(session, model, lr):
+    """One model.train step on a fixed minibatch of 4 (raw advantages, gradient norm clipped to 0.5).
+    -> (weights before, clipped gradients, weights after), each a list in the order of model.params."""
     rng = np.random.default_rng(3)
     obs = rng.integers(0, 256, (4, 96, 96, 4), dtype=np.uint8)
     actions = np.array([0, 3, 6, 2], np.int32)
@@ -55,12 +51,20 @@ def test_the_2018_model_takes_tf1_rmsprop_steps_exactly(session):
     values = np.array([0.5, 0.5, -1.0, 1.0], np.float32)
     feed = {model.train_model.inputs_: obs, model.actions_: actions, model.advantages_: returns - values,
             model.rewards_: returns}
-    grads = tf.gradients(model.loss, model.params)
-    clipped, _ = tf.clip_by_global_norm(grads, 0.5)
+    clipped, _ = tf.clip_by_global_norm(tf.gradients(model.loss, model.params), 0.5)
     before, gradients = session.run([model.params, clipped], feed)
-    model.train(obs, actions, returns, values, 7e-4)
-    after = session.run(model.params)
-    for param, w0, g, w1 in zip(model.params, before, gradients, after):
+    model.train(obs, actions, returns, values, lr)
+    return before, gradients, session.run(model.params)
+
+
+def test_the_2018_model_takes_tf1_rmsprop_steps_exactly(session):
+    """Model called with only the 2018 arguments: mean square starts at 1.0, epsilon inside the root, no momentum.
+    One step on a minibatch is reproduced in numpy from the clipped gradients."""
+    model = Model(A2CPolicy, OB_SPACE, ACTIONS, 2, 2, 0.01, 0.5, 0.5, rng=np.random.default_rng(0))
+    names = {v.op.name for v in tf.global_variables()}
+    assert "model/pi/w/RMSProp" in names and "model/pi/w/RMSProp_1" in names
+    assert not any("RMSPropZero" in name or "Adam" in name for name in names)
+    for param, w0, g, w1 in zip(model.params, *one_step(session, model, 7e-4)):
         mean_square = np.float32(0.99) * np.float32(1.0) + np.float32(0.01) * g * g   # ms_1 = decay * 1 + (1-decay) g^2
         expected = w0 - np.float32(7e-4) * g / np.sqrt(mean_square + np.float32(1e-5))   # p -= lr g / sqrt(ms + eps)
         np.testing.assert_allclose(w1, expected, rtol=2e-6, atol=1e-9, err_msg=param.op.name)
@@ -71,18 +75,7 @@ def test_the_zero_start_model_step_uses_the_chosen_epsilon(session):
     mean square of one step is g^2), reproduced in numpy from the clipped gradients; E = 1e-3 damps small g."""
     model = Model(A2CPolicy, OB_SPACE, ACTIONS, 2, 2, 0.01, 0.5, 0.5, rng=np.random.default_rng(0),
                   optimizer="rmsprop", epsilon=1e-3)
-    rng = np.random.default_rng(3)
-    obs = rng.integers(0, 256, (4, 96, 96, 4), dtype=np.uint8)
-    actions = np.array([0, 3, 6, 2], np.int32)
-    returns = np.array([1.5, -0.5, 2.0, 0.25], np.float32)
-    values = np.array([0.5, 0.5, -1.0, 1.0], np.float32)
-    feed = {model.train_model.inputs_: obs, model.actions_: actions, model.advantages_: returns - values,
-            model.rewards_: returns}
-    clipped, _ = tf.clip_by_global_norm(tf.gradients(model.loss, model.params), 0.5)
-    before, gradients = session.run([model.params, clipped], feed)
-    model.train(obs, actions, returns, values, 7e-4)
-    after = session.run(model.params)
-    for param, w0, g, w1 in zip(model.params, before, gradients, after):
+    for param, w0, g, w1 in zip(model.params, *one_step(session, model, 7e-4)):
         expected = w0 - np.float32(7e-4) * g / (np.abs(g) + np.float32(1e-3))   # p -= lr g / (sqrt(g^2) + eps)
         np.testing.assert_allclose(w1, expected, rtol=2e-5, atol=1e-8, err_msg=param.op.name)
 
