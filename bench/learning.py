@@ -32,7 +32,7 @@ DEFAULT_OUT = os.path.join(REPO, "bench", "learning-results")
 def options(optimizer: str, normalize: bool, epochs: int, minibatches: int, lr: str, clip: str = "",
             ent_coef: str = "", epsilon: str = "") -> list:
     """The agent.py options of one configuration of the optimizer, advantages, passes, learning rate (and
-    where given the clip range and the entropy weight)."""
+    where given the clip range, the entropy weight and the optimizer's epsilon)."""
     extra = (["--clip-range", clip] if clip else []) + (["--ent-coef", ent_coef] if ent_coef else []) + \
         (["--epsilon", epsilon] if epsilon else [])
     return ["--optimizer", optimizer, "--normalize-advantages" if normalize else "--no-normalize-advantages",
