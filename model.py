@@ -413,10 +413,14 @@ def table_row(training: "TrainingState", fps, losses, values, returns, lr) -> di
 # ----------------------------------------------------------------------------- the loop
 
 def learn(policy, env, nsteps, total_timesteps, gamma, lam, vf_coef, ent_coef, lr, max_grad_norm, log_interval,
-          *, noptepochs=1, nminibatches=8, seed=0, lr_schedule="constant", truncation_as_terminal=False,
-          optimizer="rmsprop", normalize_advantages=True, clip_range=0.0, epsilon=1e-5, exact_2018=False,
-          keep_checkpoints=5, run_dir=None, runs_dir="runs", models_dir="models", **run_options):
+          *, noptepochs=TrainConfig.noptepochs, nminibatches=TrainConfig.nminibatches, seed=TrainConfig.seed,
+          lr_schedule=TrainConfig.lr_schedule, truncation_as_terminal=TrainConfig.truncation_as_terminal,
+          optimizer=TrainConfig.optimizer, normalize_advantages=TrainConfig.normalize_advantages,
+          clip_range=TrainConfig.clip_range, epsilon=TrainConfig.epsilon, exact_2018=False,
+          keep_checkpoints=TrainConfig.keep_checkpoints, run_dir=None, runs_dir=TrainConfig.runs_dir,
+          models_dir=TrainConfig.models_dir, **run_options):
     """The 2018 scripts' entry point: train A2C on the vector env `env` with these hyperparameters (see `train`).
+    Keyword defaults are TrainConfig's, so `learn` and `agent.py` cannot drift apart.
 
     optimizer, normalize_advantages, clip_range, epsilon: see config.TrainConfig; exact_2018 replaces them, the
     epochs, minibatches, schedule and time-limit handling with the 2018 scripts' (config.BEHAVIOUR_2018).
