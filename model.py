@@ -69,22 +69,26 @@ class Model:
     | actions_     | [n]   | actions taken, int32                             |
     | advantages_  | [n]   | returns - values                                 |
     | rewards_     | [n]   | returns (value targets)                          |
-    | old_neglogp_ | [n]   | -log pi_old(a|s) when sampled (clipped objective) |
+    | old_neglogp_ | [n]   | -log pi_old(a|s) when sampled (clipped objective, ratio cap) |
     | lr_          | []    | learning rate of this call                       |
 
     Called with only the 2018 arguments it builds the 2018 graph: TF1 RMSProp (decay 0.99, epsilon 1e-5 inside
     the root, mean square starting at 1.0), raw advantages, the plain policy-gradient loss. The keywords choose
     the project's improvements: `optimizer` ('rmsprop-2018', 'rmsprop': zero-start and bias-corrected, 'adam'),
-    `normalize_advantages` (per minibatch), `clip_range` (PPO's clipped objective; None or 0: A2C's loss) and
-    `epsilon` (of 'rmsprop' and 'adam'; the 2018 optimizer keeps its 1e-5 inside the root).
+    `normalize_advantages` (per minibatch), `clip_range` (PPO's clipped objective; None or 0: A2C's loss),
+    `ratio_cap` (A2C's loss with each sample weighted by min(ratio_cap, pi/pi_old); None or 0: unweighted; the
+    clipped objective takes precedence) and `epsilon` (of 'rmsprop' and 'adam'; the 2018 optimizer keeps its 1e-5
+    inside the root).
     """
 
     def __init__(self, policy, ob_space, action_space, nenvs, nsteps, ent_coef, vf_coef, max_grad_norm, rng=None,
-                 *, optimizer="rmsprop-2018", normalize_advantages=False, clip_range=None, epsilon=1e-5):
+                 *, optimizer="rmsprop-2018", normalize_advantages=False, clip_range=None, epsilon=1e-5,
+                 ratio_cap=None):
         if optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
         self.sess = sess = tf.get_default_session()
         self.normalize_advantages, self.clip_range, self.epsilon = normalize_advantages, clip_range or None, epsilon
+        self.ratio_cap = ratio_cap or None
         self.actions_ = tf.placeholder(tf.int32, [None], name="actions")
         self.advantages_ = tf.placeholder(tf.float32, [None], name="advantages")
         self.rewards_ = tf.placeholder(tf.float32, [None], name="returns")
@@ -115,13 +119,17 @@ class Model:
         sess.run(tf.global_variables_initializer())
 
     def _policy_loss(self, neglogpac):
-        """The policy loss: A2C's, or PPO's clipped surrogate when clip_range is set. neglogpac [n] f32."""
-        if not self.clip_range:
+        """The policy loss: A2C's (with the ratio cap's weights when ratio_cap is set), or PPO's clipped surrogate
+        when clip_range is set. neglogpac [n] f32."""
+        if not (self.clip_range or self.ratio_cap):
             self.old_neglogp_ = None
             # L_pg = mean(A * -log pi(a|s))
             return tf.reduce_mean(self.advantages_ * neglogpac)
         self.old_neglogp_ = tf.placeholder(tf.float32, [None], name="old_neglogp")
         ratio = tf.exp(self.old_neglogp_ - neglogpac)   # pi(a|s) / pi_old(a|s)
+        if not self.clip_range:
+            # L_pg = mean(w * A * -log pi(a|s)), w = min(ratio_cap, pi/pi_old) held constant (no gradient through w)
+            return tf.reduce_mean(tf.stop_gradient(tf.minimum(ratio, self.ratio_cap)) * self.advantages_ * neglogpac)
         clipped = tf.clip_by_value(ratio, 1.0 - self.clip_range, 1.0 + self.clip_range)
         # L_clip = mean(max(-A * ratio, -A * clip(ratio, 1 - eps, 1 + eps)))
         return tf.reduce_mean(tf.maximum(-self.advantages_ * ratio, -self.advantages_ * clipped))
@@ -139,7 +147,7 @@ class Model:
     def train(self, states_in, actions, returns, values, lr, neglogpacs=None):
         """One optimizer step on a minibatch.
         states_in [n, 96, 96, 4] uint8, actions [n] int32, returns [n] f32, values [n] f32, neglogpacs [n] f32
-        (-log pi_old(a|s) when sampled; needed with clip_range) -> (policy_loss, value_loss, policy_entropy).
+        (-log pi_old(a|s) when sampled; needed with clip_range or ratio_cap) -> (policy_loss, value_loss, policy_entropy).
         Raises NonFiniteError before returning bad numbers."""
         advantages = returns - values
         if self.normalize_advantages:
@@ -149,7 +157,7 @@ class Model:
                 self.rewards_: returns, self.lr_: lr}
         if self.old_neglogp_ is not None:
             if neglogpacs is None:
-                raise ValueError("a model with clip_range needs the neglogpacs of the sampled actions")
+                raise ValueError("a model with clip_range or ratio_cap needs the neglogpacs of the sampled actions")
             feed[self.old_neglogp_] = neglogpacs
         policy_loss, value_loss, policy_entropy, grad_norm, _ = self.sess.run(
             [self.pg_loss, self.vf_loss, self.entropy, self.grad_norm, self._train], feed)
@@ -416,13 +424,14 @@ def learn(policy, env, nsteps, total_timesteps, gamma, lam, vf_coef, ent_coef, l
           *, noptepochs=TrainConfig.noptepochs, nminibatches=TrainConfig.nminibatches, seed=TrainConfig.seed,
           lr_schedule=TrainConfig.lr_schedule, truncation_as_terminal=TrainConfig.truncation_as_terminal,
           optimizer=TrainConfig.optimizer, normalize_advantages=TrainConfig.normalize_advantages,
-          clip_range=TrainConfig.clip_range, epsilon=TrainConfig.epsilon, exact_2018=False,
+          clip_range=TrainConfig.clip_range, epsilon=TrainConfig.epsilon, ratio_cap=TrainConfig.ratio_cap,
+          exact_2018=False,
           keep_checkpoints=TrainConfig.keep_checkpoints, run_dir=None, runs_dir=TrainConfig.runs_dir,
           models_dir=TrainConfig.models_dir, **run_options):
     """The 2018 scripts' entry point: train A2C on the vector env `env` with these hyperparameters (see `train`).
     Keyword defaults are TrainConfig's, so `learn` and `agent.py` cannot drift apart.
 
-    optimizer, normalize_advantages, clip_range, epsilon: see config.TrainConfig; exact_2018 replaces them, the
+    optimizer, normalize_advantages, clip_range, epsilon, ratio_cap: see config.TrainConfig; exact_2018 replaces them, the
     epochs, minibatches, schedule and time-limit handling with the 2018 scripts' (config.BEHAVIOUR_2018).
     run_options: resume_from, init_weights, progress, extra_config, callback, tf_threads, stream (see `train`).
     """
@@ -431,7 +440,7 @@ def learn(policy, env, nsteps, total_timesteps, gamma, lam, vf_coef, ent_coef, l
                          max_grad_norm=max_grad_norm, noptepochs=noptepochs, nminibatches=nminibatches,
                          truncation_as_terminal=truncation_as_terminal, optimizer=optimizer,
                          normalize_advantages=normalize_advantages, clip_range=clip_range, epsilon=epsilon,
-                         log_interval=log_interval,
+                         ratio_cap=ratio_cap, log_interval=log_interval,
                          keep_checkpoints=keep_checkpoints, seed=seed, runs_dir=runs_dir, models_dir=models_dir,
                          progress=run_options.pop("progress", True))
     if exact_2018:
@@ -490,7 +499,7 @@ class Learner:
         self.model = Model(policy, env.observation_space, env.action_space, env.num_envs, config.nsteps,
                            config.ent_coef, config.vf_coef, config.max_grad_norm, rng=self.rng,
                            optimizer=config.optimizer, normalize_advantages=config.normalize_advantages,
-                           clip_range=config.clip_range, epsilon=config.epsilon)
+                           clip_range=config.clip_range, epsilon=config.epsilon, ratio_cap=config.ratio_cap)
         self.batch_size = env.num_envs * config.nsteps
         self.nupdates = config.total_timesteps // self.batch_size
         self.state = TrainingState(rng_state=self.rng.bit_generator.state)   # the last good update

@@ -1,6 +1,6 @@
 """The optimizers and objectives of issue 8: the zero-start RMSProp's first steps against numbers worked out by
-hand, one step of the 2018 (TF1) RMSProp reproduced exactly, normalised advantages, the clipped objective,
-`exact_2018` restoring the 2018 graph, and the new defaults learning the image bandit in fewer updates."""
+hand, one step of the 2018 (TF1) RMSProp reproduced exactly, normalised advantages, the clipped objective, the
+ratio cap's weights (value and gradient), `exact_2018` restoring the 2018 graph, and the new defaults learning the image bandit in fewer updates."""
 import csv
 import io
 import json
@@ -98,6 +98,58 @@ def test_normalised_advantages_and_the_clipped_objective(session):
     assert policy_loss == pytest.approx(surrogate.mean(), rel=1e-5)
     with pytest.raises(ValueError, match="neglogpacs"):
         model.train(obs, actions, returns, values, 0.0)
+
+
+def test_the_ratio_cap_weights_each_sample_by_min_of_cap_and_ratio(session):
+    """ratio_cap=1: L_pg = mean(min(1, pi/pi_old) * A * -log pi(a|s)) with the weight held constant, so the gradient
+    on the logits is w * A * (softmax - onehot) / n: a sample whose action became 4x rarer than when it was drawn
+    pushes with a quarter of its weight, one whose action became likelier is not weighted up."""
+    model = Model(A2CPolicy, OB_SPACE, ACTIONS, 2, 2, 0.0, 0.5, None, rng=np.random.default_rng(0),
+                  optimizer="rmsprop", ratio_cap=1.0)
+    obs = np.random.default_rng(4).integers(0, 256, (4, 96, 96, 4), dtype=np.uint8)
+    actions = np.array([1, 2, 3, 4], np.int32)
+    returns = np.array([0.5, -0.25, -1.0, 0.0], np.float32)
+    values = np.zeros(4, np.float32)
+    tm = model.train_model
+    logits = session.run(tm.pi, {tm.inputs_: obs})                      # [4, 7]
+    neglogp_now = neglogp_of(logits, actions)
+    # when drawn, the actions were 0.5x, 2x, 4x and 1x as likely as now -> ratios 2, 0.5, 0.25, 1
+    old_neglogp = neglogp_now - np.log([0.5, 2.0, 4.0, 1.0]).astype(np.float32)
+    weights = np.array([1.0, 0.5, 0.25, 1.0], np.float32)               # min(1, ratio)
+    feed = {tm.inputs_: obs, model.actions_: actions, model.advantages_: returns - values, model.rewards_: returns,
+            model.old_neglogp_: old_neglogp}
+    bias = [p for p in model.params if p.op.name == "model/pi/b"][0]
+    loss, bias_grad = session.run([model.pg_loss, tf.gradients(model.pg_loss, bias)[0]], feed)
+    assert loss == pytest.approx(np.mean(weights * returns * neglogp_now), rel=1e-5)
+    softmax = np.exp(logits - logits.max(1, keepdims=True))
+    softmax /= softmax.sum(1, keepdims=True)
+    dlogits = (weights * returns)[:, None] * (softmax - np.eye(7, dtype=np.float32)[actions]) / 4   # d L_pg / d logits
+    np.testing.assert_allclose(bias_grad, dlogits.sum(0), rtol=1e-4, atol=1e-7)
+    with pytest.raises(ValueError, match="neglogpacs"):
+        model.train(obs, actions, returns, values, 0.0)
+
+
+def test_on_fresh_samples_the_ratio_cap_takes_the_plain_a2c_step():
+    """Sampled by the current policy (ratio 1) the capped loss is A2C's: one step gives the same weights."""
+    obs = np.random.default_rng(5).integers(0, 256, (4, 96, 96, 4), dtype=np.uint8)
+    actions = np.array([0, 3, 5, 6], np.int32)
+    returns, values = np.array([1, -1, 0.5, 2], np.float32), np.zeros(4, np.float32)
+    before_after = {}
+    for ratio_cap in (None, 1.0):
+        with tf.Graph().as_default(), tf.Session() as session, session.as_default():
+            tf.set_random_seed(0)
+            model = Model(A2CPolicy, OB_SPACE, ACTIONS, 2, 2, 0.01, 0.5, 0.5, rng=np.random.default_rng(0),
+                          optimizer="rmsprop", ratio_cap=ratio_cap)
+            tm = model.train_model
+            neglogp_now = neglogp_of(session.run(tm.pi, {tm.inputs_: obs}), actions)
+            before = session.run(model.params)
+            model.train(obs, actions, returns, values, 1e-3, neglogp_now)
+            before_after[ratio_cap] = before, session.run(model.params)
+    (plain_before, plain_after), (capped_before, capped_after) = before_after[None], before_after[1.0]
+    for p0, p1, c0, c1 in zip(plain_before, plain_after, capped_before, capped_after):
+        np.testing.assert_array_equal(c0, p0)                            # same start
+        assert not np.array_equal(p1, p0)                                # a step was taken
+        np.testing.assert_allclose(c1, p1, rtol=1e-5, atol=1e-9)        # and it is the same step
 
 
 def test_unknown_optimizer_is_refused(session):
