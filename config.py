@@ -54,6 +54,7 @@ class TrainConfig:
     normalize_advantages: bool = field(default=True, metadata={"help": "scale advantages to mean 0, std 1 in every minibatch (2018: raw)"})
     clip_range: float = field(default=0.0, metadata={"help": "PPO's clipped objective with this range (0: A2C's policy-gradient loss)"})
     ratio_cap: float = field(default=0.0, metadata={"help": "weight each sample's policy gradient by min(RATIO_CAP, pi/pi_old): minibatches taken after the policy has moved stop pushing down actions it already made rare (0: unweighted, the 2018 loss; --clip-range takes precedence)"})
+    max_kl: float = field(default=0.0, metadata={"help": "end an update's minibatch steps early once a minibatch shows KL(pi_old || pi) above this (needs --ratio-cap or --clip-range; 0: every step is taken)"})
     epsilon: float = field(default=1e-5, metadata={"help": "epsilon of --optimizer rmsprop and adam, added to the root of the mean square: it bounds each step of a weight whose gradients were near 0 (rmsprop-2018 keeps 1e-5 inside the root)"})
     exact_2018: bool = field(default=False, metadata={"help": "every 2018 behaviour and hyperparameter at once: TF1 RMSProp, 13 x 2048 steps, time-limit cuts as terminal (options typed beside it still apply, e.g. --num-envs 8 --nsteps 512)"})
     # --- logging and checkpoints ---
@@ -78,7 +79,7 @@ class TrainConfig:
 
 # What the 2018 scripts did where the project's defaults differ: learn(exact_2018=True) restores these ...
 BEHAVIOUR_2018 = {"optimizer": "rmsprop-2018", "normalize_advantages": False, "clip_range": 0.0, "epsilon": 1e-5,
-                  "ratio_cap": 0.0, "truncation_as_terminal": True, "noptepochs": 4, "nminibatches": 8, "lr_schedule": "constant"}
+                  "ratio_cap": 0.0, "max_kl": 0.0, "truncation_as_terminal": True, "noptepochs": 4, "nminibatches": 8, "lr_schedule": "constant"}
 # ... and `agent.py --exact-2018` these as well (num_envs 0: one env per level, 13 on Sonic).
 HYPERPARAMETERS_2018 = {"num_envs": 0, "nsteps": 2048, "gamma": 0.99, "lam": 0.95, "vf_coef": 0.5,
                         "ent_coef": 0.01, "lr": 2e-4, "max_grad_norm": 0.5}
@@ -119,6 +120,10 @@ def validate(config: TrainConfig) -> None:
         raise ConfigError(f"--optimizer must be 'rmsprop', 'rmsprop-2018' or 'adam', got {config.optimizer!r}")
     check_number("--epsilon", config.epsilon, positive=True)
     check_number("--ratio-cap", config.ratio_cap, minimum=0)
+    check_number("--max-kl", config.max_kl, minimum=0)
+    if config.max_kl and not (config.ratio_cap or config.clip_range):
+        raise ConfigError("--max-kl needs --ratio-cap or --clip-range (they feed the sampling policy's log-probabilities "
+                          "that the KL is measured against): add one, or drop --max-kl")
     if not 0.0 <= config.clip_range < 1.0:   # also refuses NaN
         raise ConfigError(f"--clip-range must lie in [0, 1) (0 turns the clipped objective off), got {config.clip_range}")
 

@@ -88,7 +88,7 @@ class Model:
             raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
         self.sess = sess = tf.get_default_session()
         self.normalize_advantages, self.clip_range, self.epsilon = normalize_advantages, clip_range or None, epsilon
-        self.ratio_cap = ratio_cap or None
+        self.ratio_cap, self.last_approx_kl = ratio_cap or None, None
         self.actions_ = tf.placeholder(tf.int32, [None], name="actions")
         self.advantages_ = tf.placeholder(tf.float32, [None], name="advantages")
         self.rewards_ = tf.placeholder(tf.float32, [None], name="returns")
@@ -122,10 +122,12 @@ class Model:
         """The policy loss: A2C's (with the ratio cap's weights when ratio_cap is set), or PPO's clipped surrogate
         when clip_range is set. neglogpac [n] f32."""
         if not (self.clip_range or self.ratio_cap):
-            self.old_neglogp_ = None
+            self.old_neglogp_ = self.approx_kl = None
             # L_pg = mean(A * -log pi(a|s))
             return tf.reduce_mean(self.advantages_ * neglogpac)
         self.old_neglogp_ = tf.placeholder(tf.float32, [None], name="old_neglogp")
+        # KL(pi_old || pi) ~ mean(log pi_old(a|s) - log pi(a|s)) over actions drawn from pi_old
+        self.approx_kl = tf.reduce_mean(neglogpac - self.old_neglogp_)
         ratio = tf.exp(self.old_neglogp_ - neglogpac)   # pi(a|s) / pi_old(a|s)
         if not self.clip_range:
             # L_pg = mean(w * A * -log pi(a|s)), w = min(ratio_cap, pi/pi_old) held constant (no gradient through w)
@@ -148,6 +150,7 @@ class Model:
         """One optimizer step on a minibatch.
         states_in [n, 96, 96, 4] uint8, actions [n] int32, returns [n] f32, values [n] f32, neglogpacs [n] f32
         (-log pi_old(a|s) when sampled; needed with clip_range or ratio_cap) -> (policy_loss, value_loss, policy_entropy).
+        With clip_range or ratio_cap, `last_approx_kl` holds KL(pi_old || pi) on this minibatch before the step.
         Raises NonFiniteError before returning bad numbers."""
         advantages = returns - values
         if self.normalize_advantages:
@@ -159,8 +162,12 @@ class Model:
             if neglogpacs is None:
                 raise ValueError("a model with clip_range or ratio_cap needs the neglogpacs of the sampled actions")
             feed[self.old_neglogp_] = neglogpacs
-        policy_loss, value_loss, policy_entropy, grad_norm, _ = self.sess.run(
-            [self.pg_loss, self.vf_loss, self.entropy, self.grad_norm, self._train], feed)
+        fetches = [self.pg_loss, self.vf_loss, self.entropy, self.grad_norm, self._train]
+        if self.approx_kl is not None:
+            policy_loss, value_loss, policy_entropy, grad_norm, _, self.last_approx_kl = self.sess.run(
+                fetches + [self.approx_kl], feed)
+        else:
+            policy_loss, value_loss, policy_entropy, grad_norm, _ = self.sess.run(fetches, feed)
         for name, value in (("policy loss", policy_loss), ("value loss", value_loss),
                             ("entropy", policy_entropy), ("gradient norm", grad_norm)):
             if not np.isfinite(value):
@@ -384,10 +391,11 @@ def learning_rate(lr: float, schedule: str, timesteps: int, total_timesteps: int
     return lr
 
 
-def train_epochs(model, batch, rng, noptepochs, nminibatches, lr) -> np.ndarray:
-    """`noptepochs` passes over the batch in `nminibatches` shuffled minibatches, as the 2018 scripts.
+def train_epochs(model, batch, rng, noptepochs, nminibatches, lr, max_kl=0.0) -> np.ndarray:
+    """`noptepochs` passes over the batch in `nminibatches` shuffled minibatches, as the 2018 scripts; with
+    max_kl > 0 the update ends after the first step whose minibatch shows KL(pi_old || pi) above max_kl.
     batch: (obs [n, 96, 96, 4] uint8 (indexable), actions [n], returns [n], values [n], neglogpacs [n]).
-    -> mean (policy_loss, value_loss, policy_entropy) over the minibatches."""
+    -> mean (policy_loss, value_loss, policy_entropy) over the minibatches trained on."""
     obs, actions, returns, values, neglogpacs = batch
     minibatch_size = len(actions) // nminibatches
     # shuffled afresh each update from the saved generator alone, so that a resumed run draws the same
@@ -400,6 +408,8 @@ def train_epochs(model, batch, rng, noptepochs, nminibatches, lr) -> np.ndarray:
             mb_inds = indices[start:start + minibatch_size]
             losses.append(model.train(obs[mb_inds], actions[mb_inds], returns[mb_inds], values[mb_inds], lr,
                                       neglogpacs[mb_inds]))
+            if max_kl and model.last_approx_kl > max_kl:
+                return np.mean(losses, axis=0)
     return np.mean(losses, axis=0)
 
 
@@ -425,13 +435,13 @@ def learn(policy, env, nsteps, total_timesteps, gamma, lam, vf_coef, ent_coef, l
           lr_schedule=TrainConfig.lr_schedule, truncation_as_terminal=TrainConfig.truncation_as_terminal,
           optimizer=TrainConfig.optimizer, normalize_advantages=TrainConfig.normalize_advantages,
           clip_range=TrainConfig.clip_range, epsilon=TrainConfig.epsilon, ratio_cap=TrainConfig.ratio_cap,
-          exact_2018=False,
+          max_kl=TrainConfig.max_kl, exact_2018=False,
           keep_checkpoints=TrainConfig.keep_checkpoints, run_dir=None, runs_dir=TrainConfig.runs_dir,
           models_dir=TrainConfig.models_dir, **run_options):
     """The 2018 scripts' entry point: train A2C on the vector env `env` with these hyperparameters (see `train`).
     Keyword defaults are TrainConfig's, so `learn` and `agent.py` cannot drift apart.
 
-    optimizer, normalize_advantages, clip_range, epsilon, ratio_cap: see config.TrainConfig; exact_2018 replaces them, the
+    optimizer, normalize_advantages, clip_range, epsilon, ratio_cap, max_kl: see config.TrainConfig; exact_2018 replaces them, the
     epochs, minibatches, schedule and time-limit handling with the 2018 scripts' (config.BEHAVIOUR_2018).
     run_options: resume_from, init_weights, progress, extra_config, callback, tf_threads, stream (see `train`).
     """
@@ -440,7 +450,7 @@ def learn(policy, env, nsteps, total_timesteps, gamma, lam, vf_coef, ent_coef, l
                          max_grad_norm=max_grad_norm, noptepochs=noptepochs, nminibatches=nminibatches,
                          truncation_as_terminal=truncation_as_terminal, optimizer=optimizer,
                          normalize_advantages=normalize_advantages, clip_range=clip_range, epsilon=epsilon,
-                         ratio_cap=ratio_cap, log_interval=log_interval,
+                         ratio_cap=ratio_cap, max_kl=max_kl, log_interval=log_interval,
                          keep_checkpoints=keep_checkpoints, seed=seed, runs_dir=runs_dir, models_dir=models_dir,
                          progress=run_options.pop("progress", True))
     if exact_2018:
@@ -586,7 +596,7 @@ class Learner:
         obs, actions, returns, values, neglogpacs, new_episodes = batch
         t_sampled = time.time()
         losses = train_epochs(self.model, (obs, actions, returns, values, neglogpacs), self.rng,
-                              config.noptepochs, config.nminibatches, current_lr)
+                              config.noptepochs, config.nminibatches, current_lr, config.max_kl)
         self.model.check_weights()
         t_trained = time.time()
         self.episodes.extend(new_episodes)

@@ -1,6 +1,6 @@
 """The optimizers and objectives of issue 8: the zero-start RMSProp's first steps against numbers worked out by
 hand, one step of the 2018 (TF1) RMSProp reproduced exactly, normalised advantages, the clipped objective, the
-ratio cap's weights (value and gradient), `exact_2018` restoring the 2018 graph, and the new defaults learning the image bandit in fewer updates."""
+ratio cap's weights (value and gradient), the KL bound ending an update early, `exact_2018` restoring the 2018 graph, and the new defaults learning the image bandit in fewer updates."""
 import csv
 import io
 import json
@@ -16,7 +16,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import fake_envs  # noqa: E402
 
 from architecture import A2CPolicy, neglogp_of  # noqa: E402
-from model import Model, learn, zero_start_rmsprop  # noqa: E402
+from model import Model, learn, train_epochs, zero_start_rmsprop  # noqa: E402
 from vec_env import DummyVecEnv  # noqa: E402
 
 OB_SPACE = gym.spaces.Box(0, 255, (96, 96, 4), dtype=np.uint8)
@@ -125,6 +125,9 @@ def test_the_ratio_cap_weights_each_sample_by_min_of_cap_and_ratio(session):
     softmax /= softmax.sum(1, keepdims=True)
     dlogits = (weights * returns)[:, None] * (softmax - np.eye(7, dtype=np.float32)[actions]) / 4   # d L_pg / d logits
     np.testing.assert_allclose(bias_grad, dlogits.sum(0), rtol=1e-4, atol=1e-7)
+    model.train(obs, actions, returns, values, 0.0, old_neglogp)
+    # KL(pi_old || pi) ~ mean(log pi_old - log pi) = mean(log [0.5, 2, 4, 1]) = log(4) / 4, before the step
+    assert model.last_approx_kl == pytest.approx(np.log(4.0) / 4, rel=1e-4)
     with pytest.raises(ValueError, match="neglogpacs"):
         model.train(obs, actions, returns, values, 0.0)
 
@@ -150,6 +153,35 @@ def test_on_fresh_samples_the_ratio_cap_takes_the_plain_a2c_step():
         np.testing.assert_array_equal(c0, p0)                            # same start
         assert not np.array_equal(p1, p0)                                # a step was taken
         np.testing.assert_allclose(c1, p1, rtol=1e-5, atol=1e-9)        # and it is the same step
+
+
+class ScriptedModel:
+    """Stands in for Model in train_epochs: each train() call returns (k, 10 k, 100 k) for call k = 1, 2, ... and
+    then shows the scripted KL of that minibatch in last_approx_kl, as Model.train does."""
+
+    def __init__(self, kls):
+        self.kls, self.minibatches, self.last_approx_kl = list(kls), [], None
+
+    def train(self, obs, actions, returns, values, lr, neglogpacs):
+        self.minibatches.append(np.asarray(actions).copy())
+        k = len(self.minibatches)
+        self.last_approx_kl = self.kls[k - 1]
+        return k, 10.0 * k, 100.0 * k
+
+
+@pytest.mark.parametrize("max_kl, expected_steps", [(0.0, 8), (0.02, 3), (0.001, 2), (0.5, 8)])
+def test_the_kl_bound_ends_the_update_after_the_first_step_above_it(max_kl, expected_steps):
+    """2 passes of 4 minibatches showing KL 0.001, 0.005, 0.03, 0.001, ...: a bound of 0.02 stops after the third
+    step; 0.001 after the second (the first only equals it); 0, or a bound never passed, takes all 8."""
+    kls = [0.001, 0.005, 0.03, 0.001, 0.001, 0.001, 0.001, 0.001]
+    model = ScriptedModel(kls)
+    batch = (np.zeros((8, 1), np.uint8), np.arange(8), np.zeros(8), np.zeros(8), np.zeros(8))
+    losses = train_epochs(model, batch, np.random.default_rng(0), 2, 4, 1e-3, max_kl)
+    assert len(model.minibatches) == expected_steps
+    mean_k = np.mean(np.arange(1, expected_steps + 1))
+    np.testing.assert_allclose(losses, [mean_k, 10 * mean_k, 100 * mean_k])   # mean over the steps taken
+    if expected_steps == 8:   # each pass still sees every sample once
+        assert sorted(np.concatenate(model.minibatches[:4])) == list(range(8))
 
 
 def test_unknown_optimizer_is_refused(session):
