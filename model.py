@@ -395,7 +395,7 @@ def train_epochs(model, batch, rng, noptepochs, nminibatches, lr, max_kl=0.0) ->
     """`noptepochs` passes over the batch in `nminibatches` shuffled minibatches, as the 2018 scripts; with
     max_kl > 0 the update ends after the first step whose minibatch shows KL(pi_old || pi) above max_kl.
     batch: (obs [n, 96, 96, 4] uint8 (indexable), actions [n], returns [n], values [n], neglogpacs [n]).
-    -> mean (policy_loss, value_loss, policy_entropy) over the minibatches trained on."""
+    -> (mean (policy_loss, value_loss, policy_entropy) over the minibatches trained on, how many there were)."""
     obs, actions, returns, values, neglogpacs = batch
     minibatch_size = len(actions) // nminibatches
     # shuffled afresh each update from the saved generator alone, so that a resumed run draws the same
@@ -409,12 +409,13 @@ def train_epochs(model, batch, rng, noptepochs, nminibatches, lr, max_kl=0.0) ->
             losses.append(model.train(obs[mb_inds], actions[mb_inds], returns[mb_inds], values[mb_inds], lr,
                                       neglogpacs[mb_inds]))
             if max_kl and model.last_approx_kl > max_kl:
-                return np.mean(losses, axis=0)
-    return np.mean(losses, axis=0)
+                return np.mean(losses, axis=0), len(losses)
+    return np.mean(losses, axis=0), len(losses)
 
 
-def table_row(training: "TrainingState", fps, losses, values, returns, lr) -> dict:
-    """One row of the training table: the 2018 columns, then episode statistics, learning rate, restarts.
+def table_row(training: "TrainingState", fps, losses, values, returns, lr, minibatch_steps) -> dict:
+    """One row of the training table: the 2018 columns, then episode statistics, learning rate, restarts and the
+    optimizer steps of the last update (fewer than passes x minibatches when --max-kl ended it early).
     losses: (policy_loss, value_loss, policy_entropy); values, returns [nenvs * nsteps] of the last batch."""
     policy_loss, value_loss, policy_entropy = (float(x) for x in losses)
     mean_return = training.mean_return()
@@ -425,7 +426,7 @@ def table_row(training: "TrainingState", fps, losses, values, returns, lr) -> di
             "time_elapsed": round(training.elapsed, 1),
             "ep_return_mean": mean_return if mean_return is not None else float("nan"),
             "ep_length_mean": float(np.mean(lengths)) if lengths else float("nan"),
-            "learning_rate": lr, "worker_restarts": training.worker_restarts}
+            "learning_rate": lr, "worker_restarts": training.worker_restarts, "minibatch_steps": minibatch_steps}
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -595,8 +596,8 @@ class Learner:
             return False
         obs, actions, returns, values, neglogpacs, new_episodes = batch
         t_sampled = time.time()
-        losses = train_epochs(self.model, (obs, actions, returns, values, neglogpacs), self.rng,
-                              config.noptepochs, config.nminibatches, current_lr, config.max_kl)
+        losses, minibatch_steps = train_epochs(self.model, (obs, actions, returns, values, neglogpacs), self.rng,
+                                               config.noptepochs, config.nminibatches, current_lr, config.max_kl)
         self.model.check_weights()
         t_trained = time.time()
         self.episodes.extend(new_episodes)
@@ -610,7 +611,7 @@ class Learner:
                           **getattr(self.runner, "last_transfer", {})))
         update = self.state.update
         if update % config.log_interval == 0 or update == 1 or update == self.nupdates:
-            row = table_row(self.state, fps, losses, values, returns, current_lr)
+            row = table_row(self.state, fps, losses, values, returns, current_lr, minibatch_steps)
             self.logger.log_row(row, [e["r"] for e in self.episodes], [e["l"] for e in self.episodes])
             self.logger.print(f"checkpoint: {self.save()}")
         return True

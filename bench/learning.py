@@ -68,6 +68,9 @@ CONFIGS = {
     "rmsprop0-norm-4x8-cap1-kl0.02": options("rmsprop", True, 4, 8, "2e-4", cap="1", max_kl="0.02"),
     "rmsprop0-norm-1x32-lr4e-4-cap1-kl0.02": options("rmsprop", True, 1, 32, "4e-4", cap="1", max_kl="0.02"),
     "adam-norm-4x8-cap1-kl0.02": options("adam", True, 4, 8, "2e-4", cap="1", max_kl="0.02"),
+    "adam-norm-4x8-cap1": options("adam", True, 4, 8, "2e-4", cap="1"),
+    "adam-norm-4x8-cap1-kl0.05": options("adam", True, 4, 8, "2e-4", cap="1", max_kl="0.05"),
+    "adam-norm-4x8-lr4e-4-cap1-kl0.02": options("adam", True, 4, 8, "4e-4", cap="1", max_kl="0.02"),
     "adam-raw-4x8": options("adam", False, 4, 8, "2e-4"),
     "ppo-clip0.2": options("adam", True, 4, 8, "2e-4", clip="0.2"),
 }

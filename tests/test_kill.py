@@ -56,7 +56,7 @@ class Run:
 
     def table_ends(self) -> list:
         """Times of the last line of each table row (printed when training of an update is done)."""
-        return [stamp for stamp, line in list(self.lines) if line.startswith("| worker_restarts")]
+        return [stamp for stamp, line in list(self.lines) if line.startswith("| minibatch_steps")]
 
     def wait_for_checkpoints(self, count: int, timeout: float = 180) -> list:
         deadline = time.monotonic() + timeout
