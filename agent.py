@@ -93,24 +93,10 @@ def mistyped_settings(saved: dict) -> list:
 def check_resumable(checkpoint_dir: str, run_dir: str) -> None:
     """Raise CheckpointError now, before env workers start, for what learn() reads on --resume and would fail
     on (with a traceback, after rewriting the run's config.json): the training state, config.json, progress.csv."""
-    import numpy as np
-
-    from checkpoint import CheckpointError, RunFolder, load_state
+    from checkpoint import RunFolder
     from logger import read_progress_table
-    from model import TrainingState
-    training = load_state(checkpoint_dir).get("training")
-    known = {f.name for f in dataclasses.fields(TrainingState)}
-    unknown = sorted(set(training) - known) if isinstance(training, dict) else []
-    if unknown:
-        raise CheckpointError(f"the checkpoint {checkpoint_dir!r} holds training state this version does not know "
-                              f"({', '.join(unknown)}): it was written by another version of sonic-a2c; resume it "
-                              "with that version, or start a new run from its weights with --init-weights")
-    try:
-        state = TrainingState(**training)
-        np.random.default_rng().bit_generator.state = state.rng_state
-    except (TypeError, ValueError, KeyError) as error:
-        raise CheckpointError(f"the checkpoint {checkpoint_dir!r} is corrupt (state.json, training state: {error}); "
-                              "resume from an earlier one in the same folder") from None
+    from model import read_training_state
+    read_training_state(checkpoint_dir)
     RunFolder(run_dir).read_config()
     read_progress_table(os.path.join(run_dir, "progress.csv"))
 

@@ -351,6 +351,25 @@ class TrainingState:
         return float(np.mean([e["r"] for e in self.episodes])) if self.episodes else None
 
 
+def read_training_state(checkpoint_dir: str) -> TrainingState:
+    """The training state of a checkpoint folder; CheckpointError, one line that says what to do, when this
+    version cannot continue from it (fields it does not know, or values that do not fit)."""
+    training = load_state(checkpoint_dir).get("training")
+    known = {f.name for f in dataclasses.fields(TrainingState)}
+    unknown = sorted(set(training) - known) if isinstance(training, dict) else []
+    if unknown:
+        raise CheckpointError(f"the checkpoint {checkpoint_dir!r} holds training state this version does not know "
+                              f"({', '.join(unknown)}): it was written by another version of sonic-a2c; resume it "
+                              "with that version, or start a new run from its weights with --init-weights")
+    try:
+        state = TrainingState(**training)
+        np.random.default_rng().bit_generator.state = state.rng_state
+    except (TypeError, ValueError, KeyError) as error:
+        raise CheckpointError(f"the checkpoint {checkpoint_dir!r} is corrupt (state.json, training state: {error}); "
+                              "resume from an earlier one in the same folder") from None
+    return state
+
+
 class StopOnSignal:
     """Ctrl-C / SIGTERM set `requested` (the loop finishes its step and saves); a second one interrupts."""
 
@@ -526,8 +545,9 @@ class Learner:
         """Load the checkpoint to start from, then write the run folder (so a bad --resume or --init-weights
         leaves every file as it was); config.json keeps, on resume, keys only the earlier one has."""
         if resume_from:
+            state = read_training_state(resume_from)
             self.model.load(os.path.join(resume_from, "model.ckpt"))
-            self._restore(TrainingState(**load_state(resume_from)["training"]))
+            self._restore(state)
         elif init_weights:
             self.model.load(resolve_checkpoint(init_weights, self.config.models_dir))
         self.runner = make_runner(self.env, self.model, self.env_rngs, self.config)

@@ -32,16 +32,19 @@ def state(folder) -> dict:
         return json.load(fh)
 
 
-SLOTS = {"rmsprop": ("/RMSPropZero", "RMSPropZero/step"), "rmsprop-2018": ("/RMSProp", "/RMSProp_1")}
+SLOTS = {"rmsprop": ("/RMSPropZero", "RMSPropZero/step"), "rmsprop-2018": ("/RMSProp", "/RMSProp_1"),
+         "adam": ("/Adam", "/Adam_1")}
 
 
-@pytest.mark.parametrize("optimizer", ["rmsprop", "rmsprop-2018"])
-def test_resume_continues_exactly(tmp_path, optimizer):
+@pytest.mark.parametrize("optimizer, options", [("rmsprop", {}), ("rmsprop-2018", {}),
+                                                ("adam", dict(ratio_cap=1.0, max_kl=1e-4))])
+def test_resume_continues_exactly(tmp_path, optimizer, options):
     """Two epochs of shuffled minibatches per update: the minibatches drawn after a resume must be the ones
-    an uninterrupted run draws. Both the default optimizer and the 2018 one keep their slots across a resume."""
+    an uninterrupted run draws. The zero-start RMSProp, the 2018 one and Adam keep their slots across a resume;
+    with a KL bound the updates end early at the same minibatch in both runs."""
     whole = tmp_path / "runs" / "whole"
     split = tmp_path / "runs" / "split"
-    exact = dict(noptepochs=2, nminibatches=4, optimizer=optimizer)
+    exact = dict(noptepochs=2, nminibatches=4, optimizer=optimizer, **options)
     call_bounded(lambda: learn_fake(whole, updates=UPDATES, **exact), 300)
     call_bounded(lambda: learn_fake(split, updates=UPDATES // 2, **exact), 300)
     first_half = rows(split)
@@ -76,6 +79,9 @@ def test_resume_continues_exactly(tmp_path, optimizer):
         assert fh.read().startswith(first_half_bytes)
     split_rows, whole_rows = rows(split), rows(whole)
     assert [int(r["nupdates"]) for r in split_rows] == list(range(1, UPDATES + 1))
+    steps = [int(r["minibatch_steps"]) for r in whole_rows]
+    assert [int(r["minibatch_steps"]) for r in split_rows] == steps
+    assert (min(steps) < 8) == ("max_kl" in options), steps   # the bound of 1e-4 ends updates early; else all 8
     assert split_rows[:len(first_half)] == first_half
     for ra, rb in zip(whole_rows, split_rows):
         assert {c: ra[c] for c in LOSS_COLUMNS} == {c: rb[c] for c in LOSS_COLUMNS}
@@ -238,3 +244,20 @@ def test_legacy_checkpoint_starts_a_new_run_with_init_weights(legacy_checkpoint,
         np.testing.assert_allclose(first[name], value, rtol=0, atol=1e-6, err_msg=name)
     assert read_pointer(tmp_path / "models" / "latest").endswith("from2018/checkpoints/000001")
     assert tree_snapshot(os.path.dirname(prefix)) == legacy_before, "the 2018 checkpoint was modified"
+
+
+def test_learn_refuses_a_checkpoint_with_training_state_it_does_not_know(tmp_path):
+    """learn(resume_from=...) called directly (not through agent.py): one CheckpointError that names the unknown
+    field and says what to do, raised before anything of the run is written."""
+    from checkpoint import CheckpointError
+    run = tmp_path / "runs" / "r"
+    call_bounded(lambda: learn_fake(run, updates=1), 300)
+    folder = run / "checkpoints" / "000001"
+    saved = state(folder)
+    saved["training"]["adaptive_lr"] = 0.5
+    with open(folder / "state.json", "w") as fh:
+        json.dump(saved, fh)
+    before = tree_snapshot(tmp_path)
+    with pytest.raises(CheckpointError, match=r"does not know \(adaptive_lr\).*--init-weights"):
+        call_bounded(lambda: learn_fake(run, updates=2, resume_from=folder), 300)
+    assert tree_snapshot(tmp_path) == before
