@@ -69,7 +69,7 @@ class Model:
     | actions_     | [n]   | actions taken, int32                             |
     | advantages_  | [n]   | returns - values                                 |
     | rewards_     | [n]   | returns (value targets)                          |
-    | old_neglogp_ | [n]   | -log pi_old(a|s) when sampled (clipped objective, ratio cap) |
+    | old_neglogp_ | [n]   | -log pi_old(a|s) when sampled (clip, ratio cap, KL) |
     | lr_          | []    | learning rate of this call                       |
 
     Called with only the 2018 arguments it builds the 2018 graph: TF1 RMSProp (decay 0.99, epsilon 1e-5 inside
@@ -77,18 +77,18 @@ class Model:
     the project's improvements: `optimizer` ('rmsprop-2018', 'rmsprop': zero-start and bias-corrected, 'adam'),
     `normalize_advantages` (per minibatch), `clip_range` (PPO's clipped objective; None or 0: A2C's loss),
     `ratio_cap` (A2C's loss with each sample weighted by min(ratio_cap, pi/pi_old); None or 0: unweighted; the
-    clipped objective takes precedence) and `epsilon` (of 'rmsprop' and 'adam'; the 2018 optimizer keeps its 1e-5
-    inside the root).
+    clipped objective takes precedence), `epsilon` (of 'rmsprop' and 'adam'; the 2018 optimizer keeps its 1e-5
+    inside the root) and `measure_kl` (KL(pi_old || pi) of every minibatch in last_approx_kl, for a KL bound).
     """
 
     def __init__(self, policy, ob_space, action_space, nenvs, nsteps, ent_coef, vf_coef, max_grad_norm, rng=None,
                  *, optimizer="rmsprop-2018", normalize_advantages=False, clip_range=None, epsilon=1e-5,
-                 ratio_cap=None):
+                 ratio_cap=None, measure_kl=False):
         if optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
         self.sess = sess = tf.get_default_session()
         self.normalize_advantages, self.clip_range, self.epsilon = normalize_advantages, clip_range or None, epsilon
-        self.ratio_cap, self.last_approx_kl = ratio_cap or None, None
+        self.ratio_cap, self.last_approx_kl, self.measure_kl = ratio_cap or None, None, measure_kl
         self.actions_ = tf.placeholder(tf.int32, [None], name="actions")
         self.advantages_ = tf.placeholder(tf.float32, [None], name="advantages")
         self.rewards_ = tf.placeholder(tf.float32, [None], name="returns")
@@ -121,13 +121,14 @@ class Model:
     def _policy_loss(self, neglogpac):
         """The policy loss: A2C's (with the ratio cap's weights when ratio_cap is set), or PPO's clipped surrogate
         when clip_range is set. neglogpac [n] f32."""
+        self.old_neglogp_ = self.approx_kl = None
+        if self.clip_range or self.ratio_cap or self.measure_kl:
+            self.old_neglogp_ = tf.placeholder(tf.float32, [None], name="old_neglogp")
+            # KL(pi_old || pi) ~ mean(log pi_old(a|s) - log pi(a|s)) over actions drawn from pi_old
+            self.approx_kl = tf.reduce_mean(neglogpac - self.old_neglogp_)
         if not (self.clip_range or self.ratio_cap):
-            self.old_neglogp_ = self.approx_kl = None
             # L_pg = mean(A * -log pi(a|s))
             return tf.reduce_mean(self.advantages_ * neglogpac)
-        self.old_neglogp_ = tf.placeholder(tf.float32, [None], name="old_neglogp")
-        # KL(pi_old || pi) ~ mean(log pi_old(a|s) - log pi(a|s)) over actions drawn from pi_old
-        self.approx_kl = tf.reduce_mean(neglogpac - self.old_neglogp_)
         ratio = tf.exp(self.old_neglogp_ - neglogpac)   # pi(a|s) / pi_old(a|s)
         if not self.clip_range:
             # L_pg = mean(w * A * -log pi(a|s)), w = min(ratio_cap, pi/pi_old) held constant (no gradient through w)
@@ -149,8 +150,8 @@ class Model:
     def train(self, states_in, actions, returns, values, lr, neglogpacs=None):
         """One optimizer step on a minibatch.
         states_in [n, 96, 96, 4] uint8, actions [n] int32, returns [n] f32, values [n] f32, neglogpacs [n] f32
-        (-log pi_old(a|s) when sampled; needed with clip_range or ratio_cap) -> (policy_loss, value_loss, policy_entropy).
-        With clip_range or ratio_cap, `last_approx_kl` holds KL(pi_old || pi) on this minibatch before the step.
+        (-log pi_old(a|s) when sampled; needed with clip_range, ratio_cap or measure_kl) -> (policy_loss, value_loss, policy_entropy).
+        With clip_range, ratio_cap or measure_kl, `last_approx_kl` holds KL(pi_old || pi) on this minibatch before the step.
         Raises NonFiniteError before returning bad numbers."""
         advantages = returns - values
         if self.normalize_advantages:
@@ -160,7 +161,7 @@ class Model:
                 self.rewards_: returns, self.lr_: lr}
         if self.old_neglogp_ is not None:
             if neglogpacs is None:
-                raise ValueError("a model with clip_range or ratio_cap needs the neglogpacs of the sampled actions")
+                raise ValueError("a model with clip_range, ratio_cap or measure_kl needs the neglogpacs of the sampled actions")
             feed[self.old_neglogp_] = neglogpacs
         fetches = [self.pg_loss, self.vf_loss, self.entropy, self.grad_norm, self._train]
         if self.approx_kl is not None:
@@ -529,7 +530,8 @@ class Learner:
         self.model = Model(policy, env.observation_space, env.action_space, env.num_envs, config.nsteps,
                            config.ent_coef, config.vf_coef, config.max_grad_norm, rng=self.rng,
                            optimizer=config.optimizer, normalize_advantages=config.normalize_advantages,
-                           clip_range=config.clip_range, epsilon=config.epsilon, ratio_cap=config.ratio_cap)
+                           clip_range=config.clip_range, epsilon=config.epsilon, ratio_cap=config.ratio_cap,
+                           measure_kl=config.max_kl > 0)
         self.batch_size = env.num_envs * config.nsteps
         self.nupdates = config.total_timesteps // self.batch_size
         self.state = TrainingState(rng_state=self.rng.bit_generator.state)   # the last good update

@@ -30,11 +30,12 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_OUT = os.path.join(REPO, "bench", "learning-results")
 
 def options(optimizer: str, normalize: bool, epochs: int, minibatches: int, lr: str, clip: str = "",
-            ent_coef: str = "", epsilon: str = "", cap: str = "0", max_kl: str = "") -> list:
-    """The agent.py options of one configuration of the optimizer, advantages, passes, learning rate, ratio cap
-    (0: off) and where given the clip range, the entropy weight, the optimizer's epsilon and the KL bound."""
-    extra = ["--ratio-cap", cap] + (["--clip-range", clip] if clip else []) + (["--max-kl", max_kl] if max_kl else []) + (["--ent-coef", ent_coef] if ent_coef else []) + \
-        (["--epsilon", epsilon] if epsilon else [])
+            ent_coef: str = "", epsilon: str = "", cap: str = "0", max_kl: str = "0") -> list:
+    """The agent.py options of one configuration: the optimizer, advantages, passes, learning rate, ratio cap and
+    KL bound (0: off) always, so that a change of the defaults cannot change a configuration; where given the clip
+    range, the entropy weight and the optimizer's epsilon."""
+    extra = ["--ratio-cap", cap, "--max-kl", max_kl] + (["--clip-range", clip] if clip else []) + \
+        (["--ent-coef", ent_coef] if ent_coef else []) + (["--epsilon", epsilon] if epsilon else [])
     return ["--optimizer", optimizer, "--normalize-advantages" if normalize else "--no-normalize-advantages",
             *extra, "--noptepochs", str(epochs), "--nminibatches", str(minibatches), "--lr", lr]
 
@@ -45,7 +46,7 @@ CONFIGS = {
     "2018": ["--exact-2018"],
     "rmsprop0-raw-4x8": options("rmsprop", False, 4, 8, "2e-4"),
     "rmsprop0-raw-4x8-lr4e-4": options("rmsprop", False, 4, 8, "4e-4"),
-    "rmsprop0-norm-1x8": options("rmsprop", True, 1, 8, "2e-4"),      # the same settings as "defaults"
+    "rmsprop0-norm-1x8": options("rmsprop", True, 1, 8, "2e-4"),      # the defaults until the ratio cap and KL bound
     "rmsprop0-norm-2x8": options("rmsprop", True, 2, 8, "2e-4"),
     "rmsprop0-norm-1x8-lr4e-4": options("rmsprop", True, 1, 8, "4e-4"),
     "rmsprop0-norm-1x32": options("rmsprop", True, 1, 32, "2e-4"),
@@ -67,7 +68,7 @@ CONFIGS = {
     "rmsprop0-norm-1x8-cap1": options("rmsprop", True, 1, 8, "2e-4", cap="1"),
     "rmsprop0-norm-4x8-cap1-kl0.02": options("rmsprop", True, 4, 8, "2e-4", cap="1", max_kl="0.02"),
     "rmsprop0-norm-1x32-lr4e-4-cap1-kl0.02": options("rmsprop", True, 1, 32, "4e-4", cap="1", max_kl="0.02"),
-    "adam-norm-4x8-cap1-kl0.02": options("adam", True, 4, 8, "2e-4", cap="1", max_kl="0.02"),
+    "adam-norm-4x8-cap1-kl0.02": options("adam", True, 4, 8, "2e-4", cap="1", max_kl="0.02"),   # = "defaults"
     "adam-norm-4x8-cap1": options("adam", True, 4, 8, "2e-4", cap="1"),
     "adam-norm-4x8-cap1-kl0.05": options("adam", True, 4, 8, "2e-4", cap="1", max_kl="0.05"),
     "adam-norm-4x8-lr4e-4-cap1-kl0.02": options("adam", True, 4, 8, "4e-4", cap="1", max_kl="0.02"),

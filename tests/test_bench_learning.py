@@ -73,3 +73,24 @@ def test_milestones_are_the_median_and_range_over_seeds(tmp_path):
     assert summary["defaults"]["wall_s"] == 40.0            # median of 40, 40, 30
     text = learning.markdown_table(summary, (100, 200))
     assert "| defaults | 3 | 160 [150 - 180] | 225 [190 - 260] | 1 min |" in text
+
+
+def test_every_named_configuration_states_the_settings_the_defaults_may_change(monkeypatch):
+    """A configuration measured once must mean the same runs after the defaults change: each one (but 'defaults'
+    and '2018') gives the optimizer, advantages, passes, minibatches, learning rate, ratio cap and KL bound, and
+    agent.py's parser reads them back to what the name says."""
+    monkeypatch.syspath_prepend(REPO)
+    monkeypatch.syspath_prepend(os.path.join(REPO, "bench"))
+    import learning
+    from agent import build_parser
+    from config import config_from_args
+    stated = ("--optimizer", "--noptepochs", "--nminibatches", "--lr", "--ratio-cap", "--max-kl")
+    for name, options in learning.CONFIGS.items():
+        if name in ("defaults", "2018"):
+            continue
+        missing = [option for option in stated if option not in options]
+        assert not missing, (name, missing)
+        assert "--normalize-advantages" in options or "--no-normalize-advantages" in options, name
+    config = config_from_args(build_parser().parse_args(learning.CONFIGS["rmsprop0-norm-1x8"]))
+    assert (config.optimizer, config.noptepochs, config.nminibatches, config.ratio_cap, config.max_kl) == \
+        ("rmsprop", 1, 8, 0.0, 0.0)

@@ -132,6 +132,19 @@ def test_the_ratio_cap_weights_each_sample_by_min_of_cap_and_ratio(session):
         model.train(obs, actions, returns, values, 0.0)
 
 
+def test_measure_kl_alone_keeps_a2cs_unweighted_loss(session):
+    """measure_kl=True without a cap: the loss stays mean(A * -log pi(a|s)) and last_approx_kl is measured."""
+    model = Model(A2CPolicy, OB_SPACE, ACTIONS, 2, 2, 0.0, 0.5, None, rng=np.random.default_rng(0),
+                  optimizer="rmsprop", measure_kl=True)
+    obs = np.random.default_rng(4).integers(0, 256, (4, 96, 96, 4), dtype=np.uint8)
+    actions, returns = np.array([1, 2, 3, 4], np.int32), np.array([0.5, -0.25, -1.0, 0.0], np.float32)
+    neglogp_now = neglogp_of(session.run(model.train_model.pi, {model.train_model.inputs_: obs}), actions)
+    old_neglogp = neglogp_now - np.log([0.5, 2.0, 4.0, 1.0]).astype(np.float32)
+    policy_loss, _, _ = model.train(obs, actions, returns, np.zeros(4, np.float32), 0.0, old_neglogp)
+    assert policy_loss == pytest.approx(np.mean(returns * neglogp_now), rel=1e-5)
+    assert model.last_approx_kl == pytest.approx(np.log(4.0) / 4, rel=1e-4)
+
+
 def test_on_fresh_samples_the_ratio_cap_takes_the_plain_a2c_step():
     """Sampled by the current policy (ratio 1) the capped loss is A2C's: one step gives the same weights."""
     obs = np.random.default_rng(5).integers(0, 256, (4, 96, 96, 4), dtype=np.uint8)
