@@ -182,13 +182,13 @@ class Model:
                 raise NonFiniteError(f"the weight {param.op.name} became NaN or infinite")
 
     def save(self, save_path: str) -> None:
-        """Write every variable (weights and RMSProp slots) as a TF checkpoint at prefix `save_path`."""
+        """Write every variable (weights and optimizer slots) as a TF checkpoint at prefix `save_path`."""
         os.makedirs(os.path.dirname(os.path.abspath(save_path)), exist_ok=True)
         self.saver.save(self.sess, save_path, write_meta_graph=False, write_state=False)
 
     def load(self, load_path: str) -> bool:
         """Restore from a TF checkpoint prefix. A weights-only checkpoint (as some 2018 runs saved) restores the
-        weights and leaves the RMSProp slots fresh. Returns True when the optimiser state was restored too."""
+        weights and leaves the optimizer slots fresh. Returns True when the optimizer state was restored too."""
         try:
             stored = tf.train.load_checkpoint(load_path).get_variable_to_shape_map()
         except Exception as error:   # missing, truncated or not a checkpoint at all

@@ -203,10 +203,11 @@ def test_unknown_optimizer_is_refused(session):
 
 
 def _bandit_run(tmp_path, name, **kwargs):
-    """24 updates on the image bandit (episodes of 8 steps, 1 per right answer); -> ep_return_mean per update."""
+    """24 updates on the image bandit (episodes of 8 steps, 1 per right answer), passes and minibatches of the
+    chosen behaviour (4 x 8 in both); -> ep_return_mean per update."""
     venv = DummyVecEnv(fake_envs.bandit_fns(4, episode_length=8), seed=0)
     run = learn(A2CPolicy, venv, nsteps=16, total_timesteps=1536, gamma=0.5, lam=0.95, vf_coef=0.5, ent_coef=0.01,
-                lr=1e-3, max_grad_norm=0.5, log_interval=1, noptepochs=1, nminibatches=2, seed=0,
+                lr=1e-3, max_grad_norm=0.5, log_interval=1, seed=0,
                 run_dir=str(tmp_path / "runs" / name), runs_dir=str(tmp_path / "runs"),
                 models_dir=str(tmp_path / f"models-{name}"), progress=False, stream=io.StringIO(), **kwargs)
     with open(os.path.join(run, "progress.csv")) as fh:
@@ -225,7 +226,9 @@ def _first_update_reaching(returns, threshold):
 def test_new_defaults_learn_the_bandit_in_fewer_updates_than_exact_2018(tmp_path):
     defaults, config_new, _ = _bandit_run(tmp_path, "defaults")
     legacy, config_2018, run_2018 = _bandit_run(tmp_path, "exact-2018", exact_2018=True)
-    assert config_new["optimizer"] == "rmsprop" and not config_new["truncation_as_terminal"]
+    assert config_new["optimizer"] == "adam" and not config_new["truncation_as_terminal"]
+    assert (config_new["ratio_cap"], config_new["max_kl"], config_new["noptepochs"]) == (1.0, 0.02, 4)
+    assert (config_2018["ratio_cap"], config_2018["max_kl"]) == (0.0, 0.0)
     assert config_2018["optimizer"] == "rmsprop-2018" and config_2018["truncation_as_terminal"]
     assert config_2018["exact_2018"] is True
     slots = tf.train.load_checkpoint(os.path.join(run_2018, "checkpoints", "000024", "model.ckpt"))
