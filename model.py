@@ -630,7 +630,7 @@ class Learner:
         if callback:
             callback(dict(update=self.state.update, timesteps=self.state.timesteps, fps=fps,
                           t_sample=t_sampled - t_update, t_train=t_trained - t_sampled, t_update=time.time() - t_update,
-                          **getattr(self.runner, "last_transfer", {})))
+                          minibatch_steps=minibatch_steps, **getattr(self.runner, "last_transfer", {})))
         update = self.state.update
         if update % config.log_interval == 0 or update == 1 or update == self.nupdates:
             row = table_row(self.state, fps, losses, values, returns, current_lr, minibatch_steps)

@@ -9,7 +9,8 @@ For each configuration it prints min / median / max over the repetitions of:
   ceiling      agent steps/s of the project's vector env (full wrapper chain) with random actions
   learn        agent steps/s of learn() over K updates after a warm-up update, and the split of each update
                into sampling (env stepping + policy inference), training (the minibatch epochs) and the rest
-  train_op     samples/s of one optimizer step (the default optimizer) at the run's minibatch size, alone
+  train_op     samples/s of one optimizer step (the default optimizer and objective) at the run's minibatch
+               size, alone
 With --compare-2018 the learn and train_op figures are also taken with every 2018 setting (TF1 RMSProp), each
 repetition measuring both in turn, and the ratios defaults / 2018 are printed.
   peak memory  the sum of PSS (RSS where PSS is unavailable) over the learner and its env workers, during learn
@@ -42,12 +43,14 @@ import psutil  # noqa: E402
 
 import env as envs  # noqa: E402
 from cli import HelpFormatter, examples_epilog  # noqa: E402
+from config import TrainConfig  # noqa: E402
 
 CONFIGS = {   # name -> (num_envs, nsteps, noptepochs, nminibatches)
     "seed": (13, 2048, 4, 8),
     "matched": (8, 512, 4, 8),
     "tiny": (2, 64, 2, 4),
-    "defaults": (8, 512, 1, 8),   # the project's defaults on the default game (with --compare-2018: against 4 x 8)
+    # the project's defaults on the default game (with --compare-2018: against the 2018 settings at 8 x 512)
+    "defaults": (8, 512, TrainConfig.noptepochs, TrainConfig.nminibatches),
 }
 
 
@@ -145,17 +148,19 @@ def measure_learn(num_envs, nsteps, noptepochs, nminibatches, updates, seed, exa
     sample = sum(s["t_sample"] for s in measured)
     train = sum(s["t_train"] for s in measured)
     samples_per_update = num_envs * nsteps
-    return {"steps_per_s": samples_per_update * len(measured) / total,
+    trained = sum(s["minibatch_steps"] for s in measured) * (samples_per_update // nminibatches)   # a KL bound may
+    return {"steps_per_s": samples_per_update * len(measured) / total,                            # end updates early
             "sampling_steps_per_s": samples_per_update * len(measured) / sample,
-            "training_samples_per_s": samples_per_update * noptepochs * len(measured) / train,
+            "training_samples_per_s": trained / train,
+            "minibatch_steps_per_update": statistics.mean(s["minibatch_steps"] for s in measured),
             "share_sampling": sample / total, "share_training": train / total,
             "share_rest": (total - sample - train) / total,
             "peak_memory_mib": memory.peak_bytes / 2 ** 20, "memory_kind": memory.kind}
 
 
-def measure_train_op(minibatch: int, steps: int, seed: int, optimizer: str = "rmsprop") -> float:
-    """Samples/s of Model.train (with `optimizer`) alone on one fixed random minibatch (uint8 frames fed as in
-    learn)."""
+def measure_train_op(minibatch: int, steps: int, seed: int, exact_2018: bool = False) -> float:
+    """Samples/s of Model.train alone (the default optimizer and objective, or the 2018 ones) on one fixed random
+    minibatch (uint8 frames fed as in learn)."""
     import gymnasium as gym
     import tensorflow.compat.v1 as tf
     from architecture import A2CPolicy
@@ -165,12 +170,16 @@ def measure_train_op(minibatch: int, steps: int, seed: int, optimizer: str = "rm
     obs = rng.integers(0, 256, (minibatch, 96, 96, 4), dtype=np.uint8)
     actions = rng.integers(0, 7, minibatch).astype(np.int32)
     returns, values = rng.random(minibatch, dtype=np.float32), rng.random(minibatch, dtype=np.float32)
+    neglogpacs = np.full(minibatch, np.log(7.0), np.float32)   # as drawn by a uniform policy
+    chosen = {} if exact_2018 else dict(optimizer=TrainConfig.optimizer, ratio_cap=TrainConfig.ratio_cap,
+                                        measure_kl=TrainConfig.max_kl > 0,
+                                        normalize_advantages=TrainConfig.normalize_advantages)
     with tf.Graph().as_default(), tf.Session(config=session_config()) as sess, sess.as_default():
-        model = Model(A2CPolicy, ob_space, gym.spaces.Discrete(7), 1, minibatch, 0.01, 0.5, 0.5, optimizer=optimizer)
-        model.train(obs, actions, returns, values, 2e-4)
+        model = Model(A2CPolicy, ob_space, gym.spaces.Discrete(7), 1, minibatch, 0.01, 0.5, 0.5, **chosen)
+        model.train(obs, actions, returns, values, 2e-4, neglogpacs)
         start = time.perf_counter()
         for _ in range(steps):
-            model.train(obs, actions, returns, values, 2e-4)
+            model.train(obs, actions, returns, values, 2e-4, neglogpacs)
         return minibatch * steps / (time.perf_counter() - start)
 
 
@@ -203,7 +212,7 @@ def run_config(name: str, reps: int, updates: int, ceiling_steps: int, train_ste
         if compare_2018:   # the same measurements with every 2018 setting, in turn with the defaults
             learns_2018.append(measure_learn(num_envs, nsteps, noptepochs, nminibatches, updates, seed=rep,
                                              exact_2018=True))
-            train_ops_2018.append(measure_train_op(minibatch, train_steps, seed=rep, optimizer="rmsprop-2018"))
+            train_ops_2018.append(measure_train_op(minibatch, train_steps, seed=rep, exact_2018=True))
     result = {"settings": {"num_envs": num_envs, "nsteps": nsteps, "noptepochs": noptepochs,
                            "nminibatches": nminibatches, "minibatch": minibatch, "updates_measured": updates},
               "ceiling_steps_per_s": spread(ceilings), "train_op_samples_per_s": spread(train_ops)}
