@@ -79,7 +79,8 @@ class TrainConfig:
 
 # What the 2018 scripts did where the project's defaults differ: learn(exact_2018=True) restores these ...
 BEHAVIOUR_2018 = {"optimizer": "rmsprop-2018", "normalize_advantages": False, "clip_range": 0.0, "epsilon": 1e-5,
-                  "ratio_cap": 0.0, "max_kl": 0.0, "truncation_as_terminal": True, "noptepochs": 4, "nminibatches": 8, "lr_schedule": "constant"}
+                  "ratio_cap": 0.0, "max_kl": 0.0, "truncation_as_terminal": True, "noptepochs": 4, "nminibatches": 8,
+                  "lr_schedule": "constant"}
 # ... and `agent.py --exact-2018` these as well (num_envs 0: one env per level, 13 on Sonic).
 HYPERPARAMETERS_2018 = {"num_envs": 0, "nsteps": 2048, "gamma": 0.99, "lam": 0.95, "vf_coef": 0.5,
                         "ent_coef": 0.01, "lr": 2e-4, "max_grad_norm": 0.5}

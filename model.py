@@ -150,8 +150,9 @@ class Model:
     def train(self, states_in, actions, returns, values, lr, neglogpacs=None):
         """One optimizer step on a minibatch.
         states_in [n, 96, 96, 4] uint8, actions [n] int32, returns [n] f32, values [n] f32, neglogpacs [n] f32
-        (-log pi_old(a|s) when sampled; needed with clip_range, ratio_cap or measure_kl) -> (policy_loss, value_loss, policy_entropy).
-        With clip_range, ratio_cap or measure_kl, `last_approx_kl` holds KL(pi_old || pi) on this minibatch before the step.
+        (-log pi_old(a|s) when sampled; needed with clip_range, ratio_cap or measure_kl)
+        -> (policy_loss, value_loss, policy_entropy). With clip_range, ratio_cap or measure_kl, `last_approx_kl`
+        holds KL(pi_old || pi) on this minibatch before the step.
         Raises NonFiniteError before returning bad numbers."""
         advantages = returns - values
         if self.normalize_advantages:
@@ -161,7 +162,8 @@ class Model:
                 self.rewards_: returns, self.lr_: lr}
         if self.old_neglogp_ is not None:
             if neglogpacs is None:
-                raise ValueError("a model with clip_range, ratio_cap or measure_kl needs the neglogpacs of the sampled actions")
+                raise ValueError("a model with clip_range, ratio_cap or measure_kl needs the neglogpacs of the "
+                                 "sampled actions")
             feed[self.old_neglogp_] = neglogpacs
         fetches = [self.pg_loss, self.vf_loss, self.entropy, self.grad_norm, self._train]
         if self.approx_kl is not None:
@@ -411,7 +413,7 @@ def learning_rate(lr: float, schedule: str, timesteps: int, total_timesteps: int
     return lr
 
 
-def train_epochs(model, batch, rng, noptepochs, nminibatches, lr, max_kl=0.0) -> np.ndarray:
+def train_epochs(model, batch, rng, noptepochs, nminibatches, lr, max_kl=0.0) -> tuple:
     """`noptepochs` passes over the batch in `nminibatches` shuffled minibatches, as the 2018 scripts; with
     max_kl > 0 the update ends after the first step whose minibatch shows KL(pi_old || pi) above max_kl.
     batch: (obs [n, 96, 96, 4] uint8 (indexable), actions [n], returns [n], values [n], neglogpacs [n]).
@@ -462,8 +464,9 @@ def learn(policy, env, nsteps, total_timesteps, gamma, lam, vf_coef, ent_coef, l
     """The 2018 scripts' entry point: train A2C on the vector env `env` with these hyperparameters (see `train`).
     Keyword defaults are TrainConfig's, so `learn` and `agent.py` cannot drift apart.
 
-    optimizer, normalize_advantages, clip_range, epsilon, ratio_cap, max_kl: see config.TrainConfig; exact_2018 replaces them, the
-    epochs, minibatches, schedule and time-limit handling with the 2018 scripts' (config.BEHAVIOUR_2018).
+    optimizer, normalize_advantages, clip_range, epsilon, ratio_cap, max_kl: see config.TrainConfig; exact_2018
+    replaces them, the epochs, minibatches, schedule and time-limit handling with the 2018 scripts'
+    (config.BEHAVIOUR_2018).
     run_options: resume_from, init_weights, progress, extra_config, callback, tf_threads, stream (see `train`).
     """
     config = TrainConfig(num_envs=env.num_envs, nsteps=nsteps, total_timesteps=total_timesteps, gamma=gamma, lam=lam,
