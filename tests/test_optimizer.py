@@ -101,21 +101,28 @@ def test_normalised_advantages_and_the_clipped_objective(session):
         model.train(obs, actions, returns, values, 0.0)
 
 
+def stale_minibatch(session, model):
+    """4 samples whose actions were 0.5x, 2x, 4x and 1x as likely when drawn as under `model` now (ratios
+    pi/pi_old 2, 0.5, 0.25, 1). -> obs [4, 96, 96, 4] uint8, actions [4], returns [4], logits [4, 7] now,
+    neglogp now [4], old neglogp [4]."""
+    obs = np.random.default_rng(4).integers(0, 256, (4, 96, 96, 4), dtype=np.uint8)
+    actions = np.array([1, 2, 3, 4], np.int32)
+    returns = np.array([0.5, -0.25, -1.0, 0.0], np.float32)
+    logits = session.run(model.train_model.pi, {model.train_model.inputs_: obs})
+    neglogp_now = neglogp_of(logits, actions)
+    old_neglogp = neglogp_now - np.log([0.5, 2.0, 4.0, 1.0]).astype(np.float32)
+    return obs, actions, returns, logits, neglogp_now, old_neglogp
+
+
 def test_the_ratio_cap_weights_each_sample_by_min_of_cap_and_ratio(session):
     """ratio_cap=1: L_pg = mean(min(1, pi/pi_old) * A * -log pi(a|s)) with the weight held constant, so the gradient
     on the logits is w * A * (softmax - onehot) / n: a sample whose action became 4x rarer than when it was drawn
     pushes with a quarter of its weight, one whose action became likelier is not weighted up."""
     model = Model(A2CPolicy, OB_SPACE, ACTIONS, 2, 2, 0.0, 0.5, None, rng=np.random.default_rng(0),
                   optimizer="rmsprop", ratio_cap=1.0)
-    obs = np.random.default_rng(4).integers(0, 256, (4, 96, 96, 4), dtype=np.uint8)
-    actions = np.array([1, 2, 3, 4], np.int32)
-    returns = np.array([0.5, -0.25, -1.0, 0.0], np.float32)
+    obs, actions, returns, logits, neglogp_now, old_neglogp = stale_minibatch(session, model)
     values = np.zeros(4, np.float32)
     tm = model.train_model
-    logits = session.run(tm.pi, {tm.inputs_: obs})                      # [4, 7]
-    neglogp_now = neglogp_of(logits, actions)
-    # when drawn, the actions were 0.5x, 2x, 4x and 1x as likely as now -> ratios 2, 0.5, 0.25, 1
-    old_neglogp = neglogp_now - np.log([0.5, 2.0, 4.0, 1.0]).astype(np.float32)
     weights = np.array([1.0, 0.5, 0.25, 1.0], np.float32)               # min(1, ratio)
     feed = {tm.inputs_: obs, model.actions_: actions, model.advantages_: returns - values, model.rewards_: returns,
             model.old_neglogp_: old_neglogp}
@@ -137,10 +144,7 @@ def test_measure_kl_alone_keeps_a2cs_unweighted_loss(session):
     """measure_kl=True without a cap: the loss stays mean(A * -log pi(a|s)) and last_approx_kl is measured."""
     model = Model(A2CPolicy, OB_SPACE, ACTIONS, 2, 2, 0.0, 0.5, None, rng=np.random.default_rng(0),
                   optimizer="rmsprop", measure_kl=True)
-    obs = np.random.default_rng(4).integers(0, 256, (4, 96, 96, 4), dtype=np.uint8)
-    actions, returns = np.array([1, 2, 3, 4], np.int32), np.array([0.5, -0.25, -1.0, 0.0], np.float32)
-    neglogp_now = neglogp_of(session.run(model.train_model.pi, {model.train_model.inputs_: obs}), actions)
-    old_neglogp = neglogp_now - np.log([0.5, 2.0, 4.0, 1.0]).astype(np.float32)
+    obs, actions, returns, _, neglogp_now, old_neglogp = stale_minibatch(session, model)
     policy_loss, _, _ = model.train(obs, actions, returns, np.zeros(4, np.float32), 0.0, old_neglogp)
     assert policy_loss == pytest.approx(np.mean(returns * neglogp_now), rel=1e-5)
     assert model.last_approx_kl == pytest.approx(np.log(4.0) / 4, rel=1e-4)
