@@ -72,6 +72,8 @@ CONFIGS = {
     "adam-norm-4x8-cap1": options("adam", True, 4, 8, "2e-4", cap="1"),
     "adam-norm-4x8-cap1-kl0.05": options("adam", True, 4, 8, "2e-4", cap="1", max_kl="0.05"),
     "adam-norm-4x8-lr4e-4-cap1-kl0.02": options("adam", True, 4, 8, "4e-4", cap="1", max_kl="0.02"),
+    "adam-norm-4x8-cap1-kl0.01": options("adam", True, 4, 8, "2e-4", cap="1", max_kl="0.01"),
+    "adam-norm-8x8-cap1-kl0.02": options("adam", True, 8, 8, "2e-4", cap="1", max_kl="0.02"),
     "adam-raw-4x8": options("adam", False, 4, 8, "2e-4"),
     "ppo-clip0.2": options("adam", True, 4, 8, "2e-4", clip="0.2"),
 }
