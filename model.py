@@ -354,6 +354,13 @@ class TrainingState:
         return float(np.mean([e["r"] for e in self.episodes])) if self.episodes else None
 
 
+def model_options(config: TrainConfig) -> dict:
+    """The Model keywords (optimizer and objective) that `config` chooses."""
+    return dict(optimizer=config.optimizer, normalize_advantages=config.normalize_advantages,
+                clip_range=config.clip_range, epsilon=config.epsilon, ratio_cap=config.ratio_cap,
+                measure_kl=config.max_kl > 0)
+
+
 def read_training_state(checkpoint_dir: str) -> TrainingState:
     """The training state of a checkpoint folder; CheckpointError, one line that says what to do, when this
     version cannot continue from it (fields it does not know, or values that do not fit)."""
@@ -532,9 +539,7 @@ class Learner:
         self.env_rngs = action_rngs(config.seed, range(env.num_envs))   # one action-noise stream per env
         self.model = Model(policy, env.observation_space, env.action_space, env.num_envs, config.nsteps,
                            config.ent_coef, config.vf_coef, config.max_grad_norm, rng=self.rng,
-                           optimizer=config.optimizer, normalize_advantages=config.normalize_advantages,
-                           clip_range=config.clip_range, epsilon=config.epsilon, ratio_cap=config.ratio_cap,
-                           measure_kl=config.max_kl > 0)
+                           **model_options(config))
         self.batch_size = env.num_envs * config.nsteps
         self.nupdates = config.total_timesteps // self.batch_size
         self.state = TrainingState(rng_state=self.rng.bit_generator.state)   # the last good update

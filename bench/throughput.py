@@ -43,7 +43,7 @@ import psutil  # noqa: E402
 
 import env as envs  # noqa: E402
 from cli import HelpFormatter, examples_epilog  # noqa: E402
-from config import TrainConfig  # noqa: E402
+from config import TrainConfig, as_2018  # noqa: E402
 
 CONFIGS = {   # name -> (num_envs, nsteps, noptepochs, nminibatches)
     "seed": (13, 2048, 4, 8),
@@ -164,16 +164,14 @@ def measure_train_op(minibatch: int, steps: int, seed: int, exact_2018: bool = F
     import gymnasium as gym
     import tensorflow.compat.v1 as tf
     from architecture import A2CPolicy
-    from model import Model, session_config
+    from model import Model, model_options, session_config
     rng = np.random.default_rng(seed)
     ob_space = gym.spaces.Box(0, 255, (96, 96, 4), np.uint8)
     obs = rng.integers(0, 256, (minibatch, 96, 96, 4), dtype=np.uint8)
     actions = rng.integers(0, 7, minibatch).astype(np.int32)
     returns, values = rng.random(minibatch, dtype=np.float32), rng.random(minibatch, dtype=np.float32)
     neglogpacs = np.full(minibatch, np.log(7.0), np.float32)   # as drawn by a uniform policy
-    chosen = {} if exact_2018 else dict(optimizer=TrainConfig.optimizer, ratio_cap=TrainConfig.ratio_cap,
-                                        measure_kl=TrainConfig.max_kl > 0,
-                                        normalize_advantages=TrainConfig.normalize_advantages)
+    chosen = model_options(as_2018(TrainConfig()) if exact_2018 else TrainConfig())
     with tf.Graph().as_default(), tf.Session(config=session_config()) as sess, sess.as_default():
         model = Model(A2CPolicy, ob_space, gym.spaces.Discrete(7), 1, minibatch, 0.01, 0.5, 0.5, **chosen)
         model.train(obs, actions, returns, values, 2e-4, neglogpacs)
