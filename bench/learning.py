@@ -30,11 +30,12 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_OUT = os.path.join(REPO, "bench", "learning-results")
 
 def options(optimizer: str, normalize: bool, epochs: int, minibatches: int, lr: str, clip: str = "",
-            ent_coef: str = "", epsilon: str = "", cap: str = "0", max_kl: str = "0") -> list:
-    """The agent.py options of one configuration: the optimizer, advantages, passes, learning rate, ratio cap and
-    KL bound (0: off) always, so that a change of the defaults cannot change a configuration; where given the clip
-    range, the entropy weight and the optimizer's epsilon."""
-    extra = ["--ratio-cap", cap, "--max-kl", max_kl] + (["--clip-range", clip] if clip else []) + \
+            ent_coef: str = "", epsilon: str = "", cap: str = "0", max_kl: str = "0", vf_coef: str = "0.5") -> list:
+    """The agent.py options of one configuration: the optimizer, advantages, passes, learning rate, ratio cap, KL
+    bound (0: off) and value weight always, so that a change of the defaults cannot change a configuration; where
+    given the clip range, the entropy weight and the optimizer's epsilon."""
+    extra = ["--ratio-cap", cap, "--max-kl", max_kl, "--vf-coef", vf_coef] + \
+        (["--clip-range", clip] if clip else []) + \
         (["--ent-coef", ent_coef] if ent_coef else []) + (["--epsilon", epsilon] if epsilon else [])
     return ["--optimizer", optimizer, "--normalize-advantages" if normalize else "--no-normalize-advantages",
             *extra, "--noptepochs", str(epochs), "--nminibatches", str(minibatches), "--lr", lr]
@@ -74,6 +75,12 @@ CONFIGS = {
     "adam-norm-4x8-lr4e-4-cap1-kl0.02": options("adam", True, 4, 8, "4e-4", cap="1", max_kl="0.02"),
     "adam-norm-4x8-cap1-kl0.01": options("adam", True, 4, 8, "2e-4", cap="1", max_kl="0.01"),
     "adam-norm-8x8-cap1-kl0.02": options("adam", True, 8, 8, "2e-4", cap="1", max_kl="0.02"),
+    "adam-norm-4x8-lr4e-4-cap1-kl0.01": options("adam", True, 4, 8, "4e-4", cap="1", max_kl="0.01"),
+    "adam-norm-4x8-lr1e-4-cap1-kl0.02": options("adam", True, 4, 8, "1e-4", cap="1", max_kl="0.02"),
+    "adam-norm-4x8-cap1-kl0.02-vf1": options("adam", True, 4, 8, "2e-4", cap="1", max_kl="0.02", vf_coef="1.0"),
+    "adam-norm-4x8-cap1-kl0.02-vf2": options("adam", True, 4, 8, "2e-4", cap="1", max_kl="0.02", vf_coef="2.0"),
+    "adam-norm-4x8-cap1-kl0.02-vf5": options("adam", True, 4, 8, "2e-4", cap="1", max_kl="0.02", vf_coef="5.0"),
+    "adam-norm-4x8-cap1-kl0.02-vf10": options("adam", True, 4, 8, "2e-4", cap="1", max_kl="0.02", vf_coef="10.0"),
     "adam-raw-4x8": options("adam", False, 4, 8, "2e-4"),
     "ppo-clip0.2": options("adam", True, 4, 8, "2e-4", clip="0.2"),
 }
@@ -194,7 +201,8 @@ def markdown_table(summary: dict, milestones=MILESTONES) -> str:
         for steps in milestones:
             cell = item["milestones"].get(steps)
             cells.append("-" if cell is None else f"{cell['median']:.0f} [{cell['min']:.0f} - {cell['max']:.0f}]")
-        lines.append(f"| {config} | {len(item['seeds'])} | " + " | ".join(cells) + f" | {item['wall_s'] / 60:.0f} min |")
+        wall = f"{item['wall_s'] / 60:.0f} min"
+        lines.append(f"| {config} | {len(item['seeds'])} | " + " | ".join(cells) + f" | {wall} |")
     return "\n".join(lines)
 
 

@@ -84,7 +84,7 @@ def test_every_named_configuration_states_the_settings_the_defaults_may_change(m
     import learning
     from agent import build_parser
     from config import config_from_args
-    stated = ("--optimizer", "--noptepochs", "--nminibatches", "--lr", "--ratio-cap", "--max-kl")
+    stated = ("--optimizer", "--noptepochs", "--nminibatches", "--lr", "--ratio-cap", "--max-kl", "--vf-coef")
     for name, options in learning.CONFIGS.items():
         if name in ("defaults", "2018"):
             continue
@@ -92,5 +92,5 @@ def test_every_named_configuration_states_the_settings_the_defaults_may_change(m
         assert not missing, (name, missing)
         assert "--normalize-advantages" in options or "--no-normalize-advantages" in options, name
     config = config_from_args(build_parser().parse_args(learning.CONFIGS["rmsprop0-norm-1x8"]))
-    assert (config.optimizer, config.noptepochs, config.nminibatches, config.ratio_cap, config.max_kl) == \
-        ("rmsprop", 1, 8, 0.0, 0.0)
+    assert (config.optimizer, config.noptepochs, config.nminibatches, config.ratio_cap, config.max_kl,
+            config.vf_coef) == ("rmsprop", 1, 8, 0.0, 0.0, 0.5)
