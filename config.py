@@ -36,12 +36,12 @@ class TrainConfig:
     ray_address: str = field(default="", metadata={"help": "with --backend ray: '' starts Ray on this machine (and stops it at the end), 'auto' joins the cluster this machine belongs to (`ray start`), HOST:PORT joins that head"})
     num_workers: int = field(default=2, metadata={"help": "with --backend ray: rollout workers (Ray actors, one CPU each); num_envs = num_workers x envs_per_worker"})
     envs_per_worker: int = field(default=4, metadata={"help": "with --backend ray: envs of each worker (one process each)"})
-    # --- A2C (the seed's values, but for nsteps and noptepochs: see HYPERPARAMETERS_2018, BEHAVIOUR_2018) ---
+    # --- A2C (the seed's values, but for nsteps and vf_coef: see HYPERPARAMETERS_2018, BEHAVIOUR_2018) ---
     nsteps: int = field(default=512, metadata={"help": "steps collected from every env per update (2018: 2048)"})
     total_timesteps: int = field(default=10_000_000, metadata={"help": "agent steps to train for, over all envs"})
     gamma: float = field(default=0.99, metadata={"help": "discount factor"})
     lam: float = field(default=0.95, metadata={"help": "GAE lambda"})
-    vf_coef: float = field(default=0.5, metadata={"help": "weight of the value loss"})
+    vf_coef: float = field(default=5.0, metadata={"help": "weight of the value loss (2018: 0.5; rewards are scaled by 0.01, so at 0.5 the value error barely trains the shared layers)"})
     ent_coef: float = field(default=0.01, metadata={"help": "weight of the entropy bonus"})
     lr: float = field(default=2e-4, metadata={"help": "learning rate"})
     lr_schedule: str = field(default="constant", metadata={"help": "'constant' (the seed) or 'linear' (decays to 0 at total_timesteps)"})

@@ -245,6 +245,22 @@ def test_new_defaults_learn_the_bandit_in_fewer_updates_than_exact_2018(tmp_path
     assert new_updates < old_updates, (defaults, legacy)
 
 
+def test_exact_2018_restores_every_2018_value_the_defaults_change():
+    """The seed's learn() call (../shared/seed) used vf_coef 0.5, lr 2e-4, nsteps 2048; the defaults differ in
+    some of these (the value weight among them), and as_2018 must put every one back."""
+    from config import BEHAVIOUR_2018, HYPERPARAMETERS_2018, TrainConfig, as_2018
+    assert (HYPERPARAMETERS_2018["vf_coef"], HYPERPARAMETERS_2018["lr"], HYPERPARAMETERS_2018["nsteps"]) == \
+        (0.5, 2e-4, 2048)
+    defaults = TrainConfig(num_envs=8, seed=3)
+    changed = [name for name, value in {**HYPERPARAMETERS_2018, **BEHAVIOUR_2018}.items()
+               if getattr(defaults, name) != value]
+    assert "vf_coef" in changed and "optimizer" in changed, changed
+    restored = as_2018(defaults)
+    for name, value in {**HYPERPARAMETERS_2018, **BEHAVIOUR_2018}.items():
+        assert getattr(restored, name) == value, name
+    assert restored.seed == 3 and restored.exact_2018
+
+
 def test_a_run_saved_before_the_optimizer_options_resumes_with_the_2018_optimizer(tmp_path):
     """config.json of a run from before this change has no 'optimizer', 'normalize_advantages' or 'clip_range':
     it trained with the 2018 optimizer and objective, so --resume continues with those, not the new defaults."""
