@@ -69,7 +69,7 @@ CONFIGS = {
     "rmsprop0-norm-1x8-cap1": options("rmsprop", True, 1, 8, "2e-4", cap="1"),
     "rmsprop0-norm-4x8-cap1-kl0.02": options("rmsprop", True, 4, 8, "2e-4", cap="1", max_kl="0.02"),
     "rmsprop0-norm-1x32-lr4e-4-cap1-kl0.02": options("rmsprop", True, 1, 32, "4e-4", cap="1", max_kl="0.02"),
-    "adam-norm-4x8-cap1-kl0.02": options("adam", True, 4, 8, "2e-4", cap="1", max_kl="0.02"),   # = "defaults"
+    "adam-norm-4x8-cap1-kl0.02": options("adam", True, 4, 8, "2e-4", cap="1", max_kl="0.02"),   # until vf 5
     "adam-norm-4x8-cap1": options("adam", True, 4, 8, "2e-4", cap="1"),
     "adam-norm-4x8-cap1-kl0.05": options("adam", True, 4, 8, "2e-4", cap="1", max_kl="0.05"),
     "adam-norm-4x8-lr4e-4-cap1-kl0.02": options("adam", True, 4, 8, "4e-4", cap="1", max_kl="0.02"),
@@ -79,6 +79,7 @@ CONFIGS = {
     "adam-norm-4x8-lr1e-4-cap1-kl0.02": options("adam", True, 4, 8, "1e-4", cap="1", max_kl="0.02"),
     "adam-norm-4x8-cap1-kl0.02-vf1": options("adam", True, 4, 8, "2e-4", cap="1", max_kl="0.02", vf_coef="1.0"),
     "adam-norm-4x8-cap1-kl0.02-vf2": options("adam", True, 4, 8, "2e-4", cap="1", max_kl="0.02", vf_coef="2.0"),
+    # = "defaults":
     "adam-norm-4x8-cap1-kl0.02-vf5": options("adam", True, 4, 8, "2e-4", cap="1", max_kl="0.02", vf_coef="5.0"),
     "adam-norm-4x8-cap1-kl0.02-vf10": options("adam", True, 4, 8, "2e-4", cap="1", max_kl="0.02", vf_coef="10.0"),
     "adam-norm-4x8-cap1-kl0.02-ent0.001": options("adam", True, 4, 8, "2e-4", cap="1", max_kl="0.02", ent_coef="0.001"),

@@ -171,9 +171,10 @@ def measure_train_op(minibatch: int, steps: int, seed: int, exact_2018: bool = F
     actions = rng.integers(0, 7, minibatch).astype(np.int32)
     returns, values = rng.random(minibatch, dtype=np.float32), rng.random(minibatch, dtype=np.float32)
     neglogpacs = np.full(minibatch, np.log(7.0), np.float32)   # as drawn by a uniform policy
-    chosen = model_options(as_2018(TrainConfig()) if exact_2018 else TrainConfig())
+    config = as_2018(TrainConfig()) if exact_2018 else TrainConfig()
     with tf.Graph().as_default(), tf.Session(config=session_config()) as sess, sess.as_default():
-        model = Model(A2CPolicy, ob_space, gym.spaces.Discrete(7), 1, minibatch, 0.01, 0.5, 0.5, **chosen)
+        model = Model(A2CPolicy, ob_space, gym.spaces.Discrete(7), 1, minibatch, config.ent_coef, config.vf_coef,
+                      config.max_grad_norm, **model_options(config))
         model.train(obs, actions, returns, values, 2e-4, neglogpacs)
         start = time.perf_counter()
         for _ in range(steps):

@@ -77,8 +77,8 @@ def test_milestones_are_the_median_and_range_over_seeds(tmp_path):
 
 def test_every_named_configuration_states_the_settings_the_defaults_may_change(monkeypatch):
     """A configuration measured once must mean the same runs after the defaults change: each one (but 'defaults'
-    and '2018') gives the optimizer, advantages, passes, minibatches, learning rate, ratio cap and KL bound, and
-    agent.py's parser reads them back to what the name says."""
+    and '2018') gives the optimizer, advantages, passes, minibatches, learning rate, ratio cap, KL bound and value
+    weight, and agent.py's parser reads them back to what the name says."""
     monkeypatch.syspath_prepend(REPO)
     monkeypatch.syspath_prepend(os.path.join(REPO, "bench"))
     import learning
