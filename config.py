@@ -55,6 +55,7 @@ class TrainConfig:
     clip_range: float = field(default=0.0, metadata={"help": "PPO's clipped objective with this range (0: A2C's policy-gradient loss)"})
     ratio_cap: float = field(default=1.0, metadata={"help": "weight each sample's policy gradient by min(RATIO_CAP, pi/pi_old): minibatches taken after the policy has moved stop pushing down actions it already made rare (0: unweighted, the 2018 loss; --clip-range takes precedence)"})
     max_kl: float = field(default=0.02, metadata={"help": "end an update's minibatch steps early once a minibatch shows KL(pi_old || pi) above this (0: every step is taken)"})
+    value_after_kl: bool = field(default=False, metadata={"help": "once --max-kl ends an update's policy steps, its remaining minibatch steps train the value alone (the update ends there otherwise)"})
     epsilon: float = field(default=1e-5, metadata={"help": "epsilon of --optimizer rmsprop and adam, added to the root of the mean square: it bounds each step of a weight whose gradients were near 0 (rmsprop-2018 keeps 1e-5 inside the root)"})
     exact_2018: bool = field(default=False, metadata={"help": "every 2018 behaviour and hyperparameter at once: TF1 RMSProp, 13 x 2048 steps, time-limit cuts as terminal (options typed beside it still apply, e.g. --num-envs 8 --nsteps 512)"})
     # --- logging and checkpoints ---
@@ -79,8 +80,8 @@ class TrainConfig:
 
 # What the 2018 scripts did where the project's defaults differ: learn(exact_2018=True) restores these ...
 BEHAVIOUR_2018 = {"optimizer": "rmsprop-2018", "normalize_advantages": False, "clip_range": 0.0, "epsilon": 1e-5,
-                  "ratio_cap": 0.0, "max_kl": 0.0, "truncation_as_terminal": True, "noptepochs": 4, "nminibatches": 8,
-                  "lr_schedule": "constant"}
+                  "ratio_cap": 0.0, "max_kl": 0.0, "value_after_kl": False, "truncation_as_terminal": True,
+                  "noptepochs": 4, "nminibatches": 8, "lr_schedule": "constant"}
 # ... and `agent.py --exact-2018` these as well (num_envs 0: one env per level, 13 on Sonic).
 HYPERPARAMETERS_2018 = {"num_envs": 0, "nsteps": 2048, "gamma": 0.99, "lam": 0.95, "vf_coef": 0.5,
                         "ent_coef": 0.01, "lr": 2e-4, "max_grad_norm": 0.5}
@@ -122,6 +123,9 @@ def validate(config: TrainConfig) -> None:
     check_number("--epsilon", config.epsilon, positive=True)
     check_number("--ratio-cap", config.ratio_cap, minimum=0)
     check_number("--max-kl", config.max_kl, minimum=0)
+    if config.value_after_kl and not config.max_kl:
+        raise ConfigError("--value-after-kl trains the value after the KL bound ends an update's policy steps: "
+                          "give --max-kl above 0 as well, or drop --value-after-kl")
     if not 0.0 <= config.clip_range < 1.0:   # also refuses NaN
         raise ConfigError(f"--clip-range must lie in [0, 1) (0 turns the clipped objective off), got {config.clip_range}")
 

@@ -78,12 +78,13 @@ class Model:
     `normalize_advantages` (per minibatch), `clip_range` (PPO's clipped objective; None or 0: A2C's loss),
     `ratio_cap` (A2C's loss with each sample weighted by min(ratio_cap, pi/pi_old); None or 0: unweighted; the
     clipped objective takes precedence), `epsilon` (of 'rmsprop' and 'adam'; the 2018 optimizer keeps its 1e-5
-    inside the root) and `measure_kl` (KL(pi_old || pi) of every minibatch in last_approx_kl, for a KL bound).
+    inside the root), `measure_kl` (KL(pi_old || pi) of every minibatch in last_approx_kl, for a KL bound) and
+    `value_only_steps` (train(..., value_only=True) then steps the value loss alone, with an Adam of its own).
     """
 
     def __init__(self, policy, ob_space, action_space, nenvs, nsteps, ent_coef, vf_coef, max_grad_norm, rng=None,
                  *, optimizer="rmsprop-2018", normalize_advantages=False, clip_range=None, epsilon=1e-5,
-                 ratio_cap=None, measure_kl=False):
+                 ratio_cap=None, measure_kl=False, value_only_steps=False):
         if optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
         self.sess = sess = tf.get_default_session()
@@ -111,6 +112,7 @@ class Model:
         else:
             self.grad_norm = tf.global_norm(grads)
         self._train = self._build_train_op(optimizer, list(zip(grads, self.params)))
+        self._train_value = self._build_value_op(vf_coef, max_grad_norm) if value_only_steps else None
         self._weights_finite = [tf.reduce_all(tf.is_finite(p)) for p in self.params]
         self.saver = tf.train.Saver(tf.global_variables(), max_to_keep=None)
         self.step = self.step_model.step
@@ -147,10 +149,21 @@ class Model:
         return tf.train.RMSPropOptimizer(learning_rate=self.lr_, decay=0.99, epsilon=1e-5).apply_gradients(
             grads_and_params)
 
-    def train(self, states_in, actions, returns, values, lr, neglogpacs=None):
+    def _build_value_op(self, vf_coef, max_grad_norm):
+        """A step on vf_coef * L_v alone, of an Adam whose moments are its own (the policy's momentum must not
+        carry on in these steps): it moves the shared layers and the value head, never `model/pi`."""
+        params = [p for p in self.params if not p.op.name.startswith("model/pi/")]
+        grads = tf.gradients(self.vf_loss * vf_coef, params)
+        if max_grad_norm is not None:
+            grads, _ = tf.clip_by_global_norm(grads, max_grad_norm)
+        return tf.train.AdamOptimizer(self.lr_, beta1=0.9, beta2=0.999, epsilon=self.epsilon,
+                                      name="ValueAdam").apply_gradients(list(zip(grads, params)))
+
+    def train(self, states_in, actions, returns, values, lr, neglogpacs=None, value_only=False):
         """One optimizer step on a minibatch.
         states_in [n, 96, 96, 4] uint8, actions [n] int32, returns [n] f32, values [n] f32, neglogpacs [n] f32
-        (-log pi_old(a|s) when sampled; needed with clip_range, ratio_cap or measure_kl)
+        (-log pi_old(a|s) when sampled; needed with clip_range, ratio_cap or measure_kl); value_only: a step of the
+        value loss alone (a model built with value_only_steps)
         -> (policy_loss, value_loss, policy_entropy). With clip_range, ratio_cap or measure_kl, `last_approx_kl`
         holds KL(pi_old || pi) on this minibatch before the step.
         Raises NonFiniteError before returning bad numbers."""
@@ -165,7 +178,10 @@ class Model:
                 raise ValueError("a model with clip_range, ratio_cap or measure_kl needs the neglogpacs of the "
                                  "sampled actions")
             feed[self.old_neglogp_] = neglogpacs
-        fetches = [self.pg_loss, self.vf_loss, self.entropy, self.grad_norm, self._train]
+        if value_only and self._train_value is None:
+            raise ValueError("value_only steps need a model built with value_only_steps=True")
+        fetches = [self.pg_loss, self.vf_loss, self.entropy, self.grad_norm,
+                   self._train_value if value_only else self._train]
         if self.approx_kl is not None:
             policy_loss, value_loss, policy_entropy, grad_norm, _, self.last_approx_kl = self.sess.run(
                 fetches + [self.approx_kl], feed)
@@ -358,7 +374,7 @@ def model_options(config: TrainConfig) -> dict:
     """The Model keywords (optimizer and objective) that `config` chooses."""
     return dict(optimizer=config.optimizer, normalize_advantages=config.normalize_advantages,
                 clip_range=config.clip_range, epsilon=config.epsilon, ratio_cap=config.ratio_cap,
-                measure_kl=config.max_kl > 0)
+                measure_kl=config.max_kl > 0, value_only_steps=config.value_after_kl and config.max_kl > 0)
 
 
 def read_training_state(checkpoint_dir: str) -> TrainingState:
@@ -420,25 +436,31 @@ def learning_rate(lr: float, schedule: str, timesteps: int, total_timesteps: int
     return lr
 
 
-def train_epochs(model, batch, rng, noptepochs, nminibatches, lr, max_kl=0.0) -> tuple:
+def train_epochs(model, batch, rng, noptepochs, nminibatches, lr, max_kl=0.0, value_after_kl=False) -> tuple:
     """`noptepochs` passes over the batch in `nminibatches` shuffled minibatches, as the 2018 scripts; with
-    max_kl > 0 the update ends after the first step whose minibatch shows KL(pi_old || pi) above max_kl.
+    max_kl > 0 the policy's steps end after the first step whose minibatch shows KL(pi_old || pi) above max_kl:
+    the update ends there, or with `value_after_kl` its remaining minibatches train the value alone.
     batch: (obs [n, 96, 96, 4] uint8 (indexable), actions [n], returns [n], values [n], neglogpacs [n]).
-    -> (mean (policy_loss, value_loss, policy_entropy) over the minibatches trained on, how many there were)."""
+    -> (mean (policy_loss, value_loss, policy_entropy) over the policy's steps, how many there were)."""
     obs, actions, returns, values, neglogpacs = batch
     minibatch_size = len(actions) // nminibatches
     # shuffled afresh each update from the saved generator alone, so that a resumed run draws the same
     # minibatches (a permutation carried over from earlier updates would not be in a checkpoint)
     indices = np.arange(len(actions))
-    losses = []
+    losses, policy_done = [], False
     for _ in range(noptepochs):
         rng.shuffle(indices)
         for start in range(0, len(actions), minibatch_size):
             mb_inds = indices[start:start + minibatch_size]
-            losses.append(model.train(obs[mb_inds], actions[mb_inds], returns[mb_inds], values[mb_inds], lr,
-                                      neglogpacs[mb_inds]))
+            minibatch = (obs[mb_inds], actions[mb_inds], returns[mb_inds], values[mb_inds], lr, neglogpacs[mb_inds])
+            if policy_done:
+                model.train(*minibatch, value_only=True)
+                continue
+            losses.append(model.train(*minibatch))
             if max_kl and model.last_approx_kl > max_kl:
-                return np.mean(losses, axis=0), len(losses)
+                if not value_after_kl:
+                    return np.mean(losses, axis=0), len(losses)
+                policy_done = True
     return np.mean(losses, axis=0), len(losses)
 
 
@@ -465,14 +487,14 @@ def learn(policy, env, nsteps, total_timesteps, gamma, lam, vf_coef, ent_coef, l
           lr_schedule=TrainConfig.lr_schedule, truncation_as_terminal=TrainConfig.truncation_as_terminal,
           optimizer=TrainConfig.optimizer, normalize_advantages=TrainConfig.normalize_advantages,
           clip_range=TrainConfig.clip_range, epsilon=TrainConfig.epsilon, ratio_cap=TrainConfig.ratio_cap,
-          max_kl=TrainConfig.max_kl, exact_2018=False,
+          max_kl=TrainConfig.max_kl, value_after_kl=TrainConfig.value_after_kl, exact_2018=False,
           keep_checkpoints=TrainConfig.keep_checkpoints, run_dir=None, runs_dir=TrainConfig.runs_dir,
           models_dir=TrainConfig.models_dir, **run_options):
     """The 2018 scripts' entry point: train A2C on the vector env `env` with these hyperparameters (see `train`).
     Keyword defaults are TrainConfig's, so `learn` and `agent.py` cannot drift apart.
 
-    optimizer, normalize_advantages, clip_range, epsilon, ratio_cap, max_kl: see config.TrainConfig; exact_2018
-    replaces them, the epochs, minibatches, schedule and time-limit handling with the 2018 scripts'
+    optimizer, normalize_advantages, clip_range, epsilon, ratio_cap, max_kl, value_after_kl: see config.TrainConfig;
+    exact_2018 replaces them, the epochs, minibatches, schedule and time-limit handling with the 2018 scripts'
     (config.BEHAVIOUR_2018).
     run_options: resume_from, init_weights, progress, extra_config, callback, tf_threads, stream (see `train`).
     """
@@ -481,7 +503,7 @@ def learn(policy, env, nsteps, total_timesteps, gamma, lam, vf_coef, ent_coef, l
                          max_grad_norm=max_grad_norm, noptepochs=noptepochs, nminibatches=nminibatches,
                          truncation_as_terminal=truncation_as_terminal, optimizer=optimizer,
                          normalize_advantages=normalize_advantages, clip_range=clip_range, epsilon=epsilon,
-                         ratio_cap=ratio_cap, max_kl=max_kl, log_interval=log_interval,
+                         ratio_cap=ratio_cap, max_kl=max_kl, value_after_kl=value_after_kl, log_interval=log_interval,
                          keep_checkpoints=keep_checkpoints, seed=seed, runs_dir=runs_dir, models_dir=models_dir,
                          progress=run_options.pop("progress", True))
     if exact_2018:
@@ -627,7 +649,8 @@ class Learner:
         obs, actions, returns, values, neglogpacs, new_episodes = batch
         t_sampled = time.time()
         losses, minibatch_steps = train_epochs(self.model, (obs, actions, returns, values, neglogpacs), self.rng,
-                                               config.noptepochs, config.nminibatches, current_lr, config.max_kl)
+                                               config.noptepochs, config.nminibatches, current_lr, config.max_kl,
+                                               config.value_after_kl)
         self.model.check_weights()
         t_trained = time.time()
         self.episodes.extend(new_episodes)

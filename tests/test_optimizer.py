@@ -178,10 +178,11 @@ class ScriptedModel:
     then shows the scripted KL of that minibatch in last_approx_kl, as Model.train does."""
 
     def __init__(self, kls):
-        self.kls, self.minibatches, self.last_approx_kl = list(kls), [], None
+        self.kls, self.minibatches, self.last_approx_kl, self.value_only = list(kls), [], None, []
 
-    def train(self, obs, actions, returns, values, lr, neglogpacs):
+    def train(self, obs, actions, returns, values, lr, neglogpacs, value_only=False):
         self.minibatches.append(np.asarray(actions).copy())
+        self.value_only.append(value_only)
         k = len(self.minibatches)
         self.last_approx_kl = self.kls[k - 1]
         return k, 10.0 * k, 100.0 * k
@@ -200,6 +201,42 @@ def test_the_kl_bound_ends_the_update_after_the_first_step_above_it(max_kl, expe
     np.testing.assert_allclose(losses, [mean_k, 10 * mean_k, 100 * mean_k])   # mean over the steps taken
     if expected_steps == 8:   # each pass still sees every sample once
         assert sorted(np.concatenate(model.minibatches[:4])) == list(range(8))
+
+
+def test_with_value_after_kl_the_steps_after_the_bound_train_the_value_alone():
+    """The bound of 0.02 passed at step 3 of 2 x 4: steps 4-8 still run, as steps of the value alone, and every
+    sample is seen in each pass; the losses reported are the mean of the 3 policy steps."""
+    model = ScriptedModel([0.001, 0.005, 0.03, 0.001, 0.001, 0.001, 0.001, 0.001])
+    batch = (np.zeros((8, 1), np.uint8), np.arange(8), np.zeros(8), np.zeros(8), np.zeros(8))
+    losses, steps = train_epochs(model, batch, np.random.default_rng(0), 2, 4, 1e-3, 0.02, value_after_kl=True)
+    assert steps == 3 and model.value_only == [False] * 3 + [True] * 5
+    np.testing.assert_allclose(losses, [2.0, 20.0, 200.0])
+    assert sorted(np.concatenate(model.minibatches[4:])) == list(range(8))
+
+
+def test_a_value_step_leaves_the_policy_head_alone_and_trains_the_value(session):
+    """After a full step (which gives the policy's Adam momentum), a value-only step still leaves `model/pi`
+    exactly as it was, moves the value head and the shared layers, and lowers the value loss on its minibatch."""
+    model = Model(A2CPolicy, OB_SPACE, ACTIONS, 2, 2, 0.01, 5.0, 0.5, rng=np.random.default_rng(0),
+                  optimizer="adam", normalize_advantages=True, ratio_cap=1.0, measure_kl=True, value_only_steps=True)
+    obs, actions, returns, _, _, old_neglogp = stale_minibatch(session, model)
+    values = np.zeros(4, np.float32)
+    names = [p.op.name for p in model.params]
+    model.train(obs, actions, returns, values, 1e-3, old_neglogp)
+    before = dict(zip(names, session.run(model.params)))
+    _, value_loss_before, _ = model.train(obs, actions, returns, values, 1e-3, old_neglogp, value_only=True)
+    after = dict(zip(names, session.run(model.params)))
+    for name in names:
+        assert np.array_equal(after[name], before[name]) == name.startswith("model/pi/"), name
+    _, value_loss_after, _ = model.train(obs, actions, returns, values, 1e-3, old_neglogp, value_only=True)
+    assert value_loss_after < value_loss_before
+
+
+def test_a_value_step_needs_a_model_built_for_it(session):
+    model = Model(A2CPolicy, OB_SPACE, ACTIONS, 2, 2, 0.01, 0.5, 0.5, rng=np.random.default_rng(0), optimizer="adam")
+    obs, actions, returns, _, _, _ = stale_minibatch(session, model)
+    with pytest.raises(ValueError, match="value_only_steps"):
+        model.train(obs, actions, returns, np.zeros(4, np.float32), 1e-3, value_only=True)
 
 
 def test_unknown_optimizer_is_refused(session):

@@ -40,11 +40,13 @@ NO_BOUND = dict(ratio_cap=0.0, max_kl=0.0)
 
 
 @pytest.mark.parametrize("optimizer, options", [("rmsprop", NO_BOUND), ("rmsprop-2018", NO_BOUND),
-                                                ("adam", dict(ratio_cap=1.0, max_kl=1e-4))])
+                                                ("adam", dict(ratio_cap=1.0, max_kl=1e-4)),
+                                                ("adam", dict(ratio_cap=1.0, max_kl=1e-4, value_after_kl=True))])
 def test_resume_continues_exactly(tmp_path, optimizer, options):
     """Two epochs of shuffled minibatches per update: the minibatches drawn after a resume must be the ones
     an uninterrupted run draws. The zero-start RMSProp, the 2018 one and Adam keep their slots across a resume;
-    with a KL bound the updates end early at the same minibatch in both runs."""
+    with a KL bound the updates end early at the same minibatch in both runs (or go on with steps of the value
+    alone, whose Adam keeps its own slots)."""
     whole = tmp_path / "runs" / "whole"
     split = tmp_path / "runs" / "split"
     exact = dict(noptepochs=2, nminibatches=4, optimizer=optimizer, **options)
@@ -66,6 +68,7 @@ def test_resume_continues_exactly(tmp_path, optimizer, options):
     b = read_variables(str(split / "checkpoints" / final / "model.ckpt"))
     assert sorted(a) == sorted(b)
     assert all(any(name.endswith(slot) for name in a) for slot in SLOTS[optimizer])
+    assert any(name.endswith("/ValueAdam") for name in a) == options.get("value_after_kl", False)
     different = [name for name in a if not np.array_equal(a[name], b[name])]
     assert not different, f"variables differ after resume: {different}"
 
