@@ -95,6 +95,7 @@ CONFIGS = {
     "adam-norm-4x8-cap1-kl0.02-ent0.001": options("adam", True, 4, 8, "2e-4", cap="1", max_kl="0.02", ent_coef="0.001"),
     "adam-raw-4x8": options("adam", False, 4, 8, "2e-4"),
     "ppo-clip0.2": options("adam", True, 4, 8, "2e-4", clip="0.2"),
+    "ppo-clip0.2-vf5": options("adam", True, 4, 8, "2e-4", clip="0.2", vf_coef="5.0"),
 }
 MILESTONES = (50_000, 100_000, 200_000)
 RANDOM_PLAY = 176   # mean raw score of random play on Airstriker (../shared/FACTS.md, measured on this machine type)

@@ -78,7 +78,8 @@ def test_milestones_are_the_median_and_range_over_seeds(tmp_path):
 def test_every_named_configuration_states_the_settings_the_defaults_may_change(monkeypatch):
     """A configuration measured once must mean the same runs after the defaults change: each one (but 'defaults'
     and '2018') gives the optimizer, advantages, passes, minibatches, learning rate, ratio cap, KL bound and value
-    weight, and agent.py's parser reads them back to what the name says."""
+    weight (and whether the value trains after the bound), and agent.py's parser reads them back to what the name
+    says."""
     monkeypatch.syspath_prepend(REPO)
     monkeypatch.syspath_prepend(os.path.join(REPO, "bench"))
     import learning
@@ -91,6 +92,9 @@ def test_every_named_configuration_states_the_settings_the_defaults_may_change(m
         missing = [option for option in stated if option not in options]
         assert not missing, (name, missing)
         assert "--normalize-advantages" in options or "--no-normalize-advantages" in options, name
+        assert "--value-after-kl" in options or "--no-value-after-kl" in options, name
     config = config_from_args(build_parser().parse_args(learning.CONFIGS["rmsprop0-norm-1x8"]))
     assert (config.optimizer, config.noptepochs, config.nminibatches, config.ratio_cap, config.max_kl,
-            config.vf_coef) == ("rmsprop", 1, 8, 0.0, 0.0, 0.5)
+            config.vf_coef, config.value_after_kl) == ("rmsprop", 1, 8, 0.0, 0.0, 0.5, False)
+    config = config_from_args(build_parser().parse_args(learning.CONFIGS["adam-norm-4x8-cap1-kl0.02-vf5-vkl"]))
+    assert (config.max_kl, config.vf_coef, config.value_after_kl) == (0.02, 5.0, True)

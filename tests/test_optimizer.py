@@ -1,7 +1,8 @@
 """The optimizers and objectives of issue 8: the zero-start RMSProp's first steps against numbers worked out by
 hand, one step of the 2018 (TF1) RMSProp reproduced exactly, normalised advantages, the clipped objective, the
-ratio cap's weights (value and gradient), the KL bound ending an update early, `exact_2018` restoring the 2018
-graph, and the new defaults learning the image bandit in fewer updates."""
+ratio cap's weights (value and gradient), the KL bound ending an update early (or handing its last steps to the
+value alone), `exact_2018` restoring the 2018 graph, and the new defaults learning the image bandit in fewer
+updates."""
 import csv
 import io
 import json
