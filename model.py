@@ -62,6 +62,15 @@ def zero_start_rmsprop(grads_and_params, lr, decay=0.99, epsilon=1e-5, name="RMS
     return tf.group(*updates)
 
 
+def clipped_gradients(loss, params, max_grad_norm):
+    """-> (gradients of loss for params, clipped to the global norm max_grad_norm unless it is None; their
+    global norm before clipping)."""
+    grads = tf.gradients(loss, params)
+    if max_grad_norm is None:
+        return grads, tf.global_norm(grads)
+    return tf.clip_by_global_norm(grads, max_grad_norm)
+
+
 class Model:
     """A step model (sampling) and a train model sharing one set of weights, in the default session.
 
@@ -106,11 +115,7 @@ class Model:
         # L = L_pg - ent_coef * H + vf_coef * L_v
         self.loss = self.pg_loss - self.entropy * ent_coef + self.vf_loss * vf_coef
         self.params = tf.trainable_variables("model")
-        grads = tf.gradients(self.loss, self.params)
-        if max_grad_norm is not None:
-            grads, self.grad_norm = tf.clip_by_global_norm(grads, max_grad_norm)
-        else:
-            self.grad_norm = tf.global_norm(grads)
+        grads, self.grad_norm = clipped_gradients(self.loss, self.params, max_grad_norm)
         self._train = self._build_train_op(optimizer, list(zip(grads, self.params)))
         self._train_value = self._build_value_op(vf_coef, max_grad_norm) if value_only_steps else None
         self._weights_finite = [tf.reduce_all(tf.is_finite(p)) for p in self.params]
@@ -144,8 +149,7 @@ class Model:
         if optimizer == "rmsprop":
             return zero_start_rmsprop(grads_and_params, self.lr_, decay=0.99, epsilon=self.epsilon)
         if optimizer == "adam":
-            return tf.train.AdamOptimizer(self.lr_, beta1=0.9, beta2=0.999, epsilon=self.epsilon).apply_gradients(
-                grads_and_params)
+            return self._adam("Adam").apply_gradients(grads_and_params)
         return tf.train.RMSPropOptimizer(learning_rate=self.lr_, decay=0.99, epsilon=1e-5).apply_gradients(
             grads_and_params)
 
@@ -153,11 +157,12 @@ class Model:
         """A step on vf_coef * L_v alone, of an Adam whose moments are its own (the policy's momentum must not
         carry on in these steps): it moves the shared layers and the value head, never `model/pi`."""
         params = [p for p in self.params if not p.op.name.startswith("model/pi/")]
-        grads = tf.gradients(self.vf_loss * vf_coef, params)
-        if max_grad_norm is not None:
-            grads, _ = tf.clip_by_global_norm(grads, max_grad_norm)
-        return tf.train.AdamOptimizer(self.lr_, beta1=0.9, beta2=0.999, epsilon=self.epsilon,
-                                      name="ValueAdam").apply_gradients(list(zip(grads, params)))
+        grads, _ = clipped_gradients(self.vf_loss * vf_coef, params, max_grad_norm)
+        return self._adam("ValueAdam").apply_gradients(list(zip(grads, params)))
+
+    def _adam(self, name):
+        """Adam at the fed learning rate; `name` prefixes its slots (checkpoint names)."""
+        return tf.train.AdamOptimizer(self.lr_, beta1=0.9, beta2=0.999, epsilon=self.epsilon, name=name)
 
     def train(self, states_in, actions, returns, values, lr, neglogpacs=None, value_only=False):
         """One optimizer step on a minibatch.
@@ -374,7 +379,7 @@ def model_options(config: TrainConfig) -> dict:
     """The Model keywords (optimizer and objective) that `config` chooses."""
     return dict(optimizer=config.optimizer, normalize_advantages=config.normalize_advantages,
                 clip_range=config.clip_range, epsilon=config.epsilon, ratio_cap=config.ratio_cap,
-                measure_kl=config.max_kl > 0, value_only_steps=config.value_after_kl and config.max_kl > 0)
+                measure_kl=config.max_kl > 0, value_only_steps=config.value_after_kl)
 
 
 def read_training_state(checkpoint_dir: str) -> TrainingState:
