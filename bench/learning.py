@@ -91,6 +91,8 @@ CONFIGS = {
     "adam-norm-4x8-lr1e-4-cap1-kl0.02-vf5": options("adam", True, 4, 8, "1e-4", cap="1", max_kl="0.02", vf_coef="5.0"),
     "adam-norm-4x4-cap1-kl0.02-vf5": options("adam", True, 4, 4, "2e-4", cap="1", max_kl="0.02", vf_coef="5.0"),
     "adam-norm-4x8-lr4e-4-cap1-kl0.02-vf5": options("adam", True, 4, 8, "4e-4", cap="1", max_kl="0.02", vf_coef="5.0"),
+    "adam-norm-4x8-cap1-kl0.04-vf5-ent0.02": options("adam", True, 4, 8, "2e-4", cap="1", max_kl="0.04", vf_coef="5.0",
+                                                     ent_coef="0.02"),
     "adam-norm-4x8-cap1-kl0.02-vf10": options("adam", True, 4, 8, "2e-4", cap="1", max_kl="0.02", vf_coef="10.0"),
     "adam-norm-4x8-cap1-kl0.02-ent0.001": options("adam", True, 4, 8, "2e-4", cap="1", max_kl="0.02", ent_coef="0.001"),
     "adam-raw-4x8": options("adam", False, 4, 8, "2e-4"),
