@@ -117,7 +117,8 @@ class Model:
         self.params = tf.trainable_variables("model")
         grads, self.grad_norm = clipped_gradients(self.loss, self.params, max_grad_norm)
         self._train = self._build_train_op(optimizer, list(zip(grads, self.params)))
-        self._train_value = self._build_value_op(vf_coef, max_grad_norm) if value_only_steps else None
+        self._train_value, self._value_grad_norm = self._build_value_op(vf_coef, max_grad_norm) if value_only_steps \
+            else (None, None)
         self._weights_finite = [tf.reduce_all(tf.is_finite(p)) for p in self.params]
         self.saver = tf.train.Saver(tf.global_variables(), max_to_keep=None)
         self.step = self.step_model.step
@@ -155,10 +156,11 @@ class Model:
 
     def _build_value_op(self, vf_coef, max_grad_norm):
         """A step on vf_coef * L_v alone, of an Adam whose moments are its own (the policy's momentum must not
-        carry on in these steps): it moves the shared layers and the value head, never `model/pi`."""
+        carry on in these steps): it moves the shared layers and the value head, never `model/pi`.
+        -> (the op, the global norm of its gradients before clipping)."""
         params = [p for p in self.params if not p.op.name.startswith("model/pi/")]
-        grads, _ = clipped_gradients(self.vf_loss * vf_coef, params, max_grad_norm)
-        return self._adam("ValueAdam").apply_gradients(list(zip(grads, params)))
+        grads, grad_norm = clipped_gradients(self.vf_loss * vf_coef, params, max_grad_norm)
+        return self._adam("ValueAdam").apply_gradients(list(zip(grads, params))), grad_norm
 
     def _adam(self, name):
         """Adam at the fed learning rate; `name` prefixes its slots (checkpoint names)."""
@@ -185,8 +187,9 @@ class Model:
             feed[self.old_neglogp_] = neglogpacs
         if value_only and self._train_value is None:
             raise ValueError("value_only steps need a model built with value_only_steps=True")
-        fetches = [self.pg_loss, self.vf_loss, self.entropy, self.grad_norm,
-                   self._train_value if value_only else self._train]
+        # a value step fetches its own gradient norm: the full loss's would cost a backward pass it does not use
+        fetches = [self.pg_loss, self.vf_loss, self.entropy, self._value_grad_norm, self._train_value] if value_only \
+            else [self.pg_loss, self.vf_loss, self.entropy, self.grad_norm, self._train]
         if self.approx_kl is not None:
             policy_loss, value_loss, policy_entropy, grad_norm, _, self.last_approx_kl = self.sess.run(
                 fetches + [self.approx_kl], feed)
