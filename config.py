@@ -50,6 +50,7 @@ class TrainConfig:
     nminibatches: int = field(default=8, metadata={"help": "minibatches per pass; nenvs * nsteps must be divisible by it"})
     truncation_as_terminal: bool = field(default=False, metadata={"help": "treat a time-limit cut like a real episode end (the seed's behaviour) instead of bootstrapping from its last value"})
     # --- what the project changes (README, 'Defaults and the 2018 scripts'; --exact-2018 undoes all of it) ---
+    life_loss_terminal: bool = field(default=False, metadata={"help": "a step that costs a life ends the value chain as an episode's end does (the episode goes on); games without a 'lives' variable are unaffected"})
     optimizer: str = field(default="adam", metadata={"help": "'adam', 'rmsprop' (mean square starts at 0, bias-corrected) or 'rmsprop-2018' (TF1's: starts at 1.0, barely moves for the first ~1,500 steps)"})
     normalize_advantages: bool = field(default=True, metadata={"help": "scale advantages to mean 0, std 1 in every minibatch (2018: raw)"})
     clip_range: float = field(default=0.0, metadata={"help": "PPO's clipped objective with this range (0: A2C's policy-gradient loss)"})
@@ -81,6 +82,7 @@ class TrainConfig:
 # What the 2018 scripts did where the project's defaults differ: learn(exact_2018=True) restores these ...
 BEHAVIOUR_2018 = {"optimizer": "rmsprop-2018", "normalize_advantages": False, "clip_range": 0.0, "epsilon": 1e-5,
                   "ratio_cap": 0.0, "max_kl": 0.0, "value_after_kl": False, "truncation_as_terminal": True,
+                  "life_loss_terminal": False,
                   "noptepochs": 4, "nminibatches": 8, "lr_schedule": "constant"}
 # ... and `agent.py --exact-2018` these as well (num_envs 0: one env per level, 13 on Sonic).
 HYPERPARAMETERS_2018 = {"num_envs": 0, "nsteps": 2048, "gamma": 0.99, "lam": 0.95, "vf_coef": 0.5,

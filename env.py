@@ -173,6 +173,29 @@ class StickyFrameSkip(gym.Wrapper):
         return obs, total_reward, terminated, truncated, info
 
 
+class LifeLoss(gym.Wrapper):
+    """info['life_lost'] = True on a step that cost a life: the emulator's 'lives' variable fell (Airstriker has 4,
+    counted 3 to 0). The episode goes on; `--life-loss-terminal` cuts the value chain there (model.collect).
+    A game without a 'lives' variable never sets it."""
+
+    def __init__(self, env):
+        super().__init__(env)
+        self.lives = None   # the last count seen in this episode
+
+    def reset(self, **kwargs):
+        obs, info = self.env.reset(**kwargs)
+        self.lives = info.get("lives")
+        return obs, info
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        lives = info.get("lives")
+        if lives is not None and self.lives is not None and lives < self.lives:
+            info = dict(info, life_lost=True)
+        self.lives = lives
+        return obs, reward, terminated, truncated, info
+
+
 class EpisodeStats(gym.Wrapper):
     """On the last step of an episode, info['episode'] = {'r': raw return, 'l': length, 'progress': ...}.
 
@@ -310,7 +333,7 @@ def wrap(base_env, finish_reward=None, max_episode_steps=MAX_EPISODE_STEPS, fram
     frame_sink, when given, receives every emulator frame (see RecordFrames)."""
     if frame_sink is not None:
         base_env = RecordFrames(base_env, frame_sink)
-    env = StickyFrameSkip(base_env)
+    env = LifeLoss(StickyFrameSkip(base_env))
     env = gym.wrappers.TimeLimit(env, max_episode_steps=max_episode_steps)
     env = EpisodeStats(env, finish_reward=finish_reward)
     env = ActionsDiscretizer(env)

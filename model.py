@@ -290,14 +290,18 @@ def action_rngs(seed: int, env_indices) -> list:
     return [np.random.default_rng(np.random.SeedSequence([seed, ACTION_STREAM, int(i)])) for i in env_indices]
 
 
-def collect(venv, policy, obs, dones, rngs, nsteps, gamma, bootstrap_truncated=True, should_stop=lambda: False):
+def collect(venv, policy, obs, dones, rngs, nsteps, gamma, bootstrap_truncated=True, should_stop=lambda: False,
+            life_loss_terminal=False):
     """Step the vector env `venv` for `nsteps` with `policy` (step_neglogp(obs, rngs), value(obs)).
     obs [nenvs, 96, 96, 4] uint8 and dones [nenvs] bool: where the envs stand; rngs: one generator per env.
     -> (Rollout, obs, dones after the last step), or None when should_stop() turned True mid-way.
 
     With `bootstrap_truncated`, an episode cut by the time limit is not treated as an end: its last reward
-    gets gamma * V(final observation) added, as if the episode had gone on."""
+    gets gamma * V(final observation) added, as if the episode had gone on. With `life_loss_terminal`, a step
+    that cost a life (info['life_lost'], env.LifeLoss) ends the value chain as an episode's end does: the
+    Rollout's dones, which only GAE reads, mark the observation after it (the episode and its frames go on)."""
     nenvs = venv.num_envs
+    chain_starts = np.array(dones, bool)   # [nenvs]: obs starts a new episode, or follows a lost life
     mb_obs = RolloutObs(nsteps, nenvs, obs.shape[1:], obs.dtype)   # stores 1 frame per step
     mb = {name: np.zeros((nsteps, nenvs), dtype) for name, dtype in
           (("actions", np.int32), ("rewards", np.float32), ("values", np.float32), ("neglogpacs", np.float32),
@@ -307,13 +311,16 @@ def collect(venv, policy, obs, dones, rngs, nsteps, gamma, bootstrap_truncated=T
         actions, values, neglogpacs = policy.step_neglogp(obs, rngs=rngs)
         mb_obs.add(step, obs, dones)
         mb["actions"][step], mb["values"][step], mb["neglogpacs"][step], mb["dones"][step] = \
-            actions, values, neglogpacs, dones
+            actions, values, neglogpacs, chain_starts
         obs, rewards, dones, infos = venv.step(actions)
+        chain_starts = np.array(dones, bool)
+        if life_loss_terminal:
+            chain_starts |= np.array([bool(info.get("life_lost")) for info in infos])
         mb["rewards"][step] = rewards + _bootstrap(policy, infos, gamma, bootstrap_truncated)
         episodes.extend(info["episode"] for info in infos if "episode" in info)
         if should_stop():
             return None
-    rollout = Rollout(mb_obs, last_values=policy.value(obs), last_dones=np.array(dones, bool), episodes=episodes,
+    rollout = Rollout(mb_obs, last_values=policy.value(obs), last_dones=chain_starts, episodes=episodes,
                       **mb)
     return rollout, obs, dones
 
@@ -342,10 +349,11 @@ class Runner:
     """The local sampler: collects `nsteps` from every env of `env` with the learner's own step model and
     computes returns with GAE. `rngs`: one action-noise generator per env (default: action_rngs(0, ...))."""
 
-    def __init__(self, env, model, nsteps, total_timesteps, gamma, lam, bootstrap_truncated=True, rngs=None):
+    def __init__(self, env, model, nsteps, total_timesteps, gamma, lam, bootstrap_truncated=True, rngs=None,
+                 life_loss_terminal=False):
         self.env, self.model, self.nsteps = env, model, nsteps
         self.total_timesteps, self.gamma, self.lam = total_timesteps, gamma, lam
-        self.bootstrap_truncated = bootstrap_truncated
+        self.bootstrap_truncated, self.life_loss_terminal = bootstrap_truncated, life_loss_terminal
         self.rngs = rngs if rngs is not None else action_rngs(0, range(env.num_envs))
         self.obs = env.reset()                              # [nenvs, 96, 96, 4] uint8
         self.dones = np.zeros(env.num_envs, dtype=bool)     # [nenvs]
@@ -354,7 +362,7 @@ class Runner:
         """-> the batch of `finish` (obs, actions, returns, values, neglogpacs, episodes), or None when
         should_stop() turned True mid-way."""
         collected = collect(self.env, self.model, self.obs, self.dones, self.rngs, self.nsteps, self.gamma,
-                            self.bootstrap_truncated, should_stop)
+                            self.bootstrap_truncated, should_stop, self.life_loss_terminal)
         if collected is None:
             return None
         rollout, self.obs, self.dones = collected
@@ -493,7 +501,7 @@ def table_row(training: "TrainingState", fps, losses, values, returns, lr, minib
 def learn(policy, env, nsteps, total_timesteps, gamma, lam, vf_coef, ent_coef, lr, max_grad_norm, log_interval,
           *, noptepochs=TrainConfig.noptepochs, nminibatches=TrainConfig.nminibatches, seed=TrainConfig.seed,
           lr_schedule=TrainConfig.lr_schedule, truncation_as_terminal=TrainConfig.truncation_as_terminal,
-          optimizer=TrainConfig.optimizer, normalize_advantages=TrainConfig.normalize_advantages,
+          life_loss_terminal=TrainConfig.life_loss_terminal, optimizer=TrainConfig.optimizer, normalize_advantages=TrainConfig.normalize_advantages,
           clip_range=TrainConfig.clip_range, epsilon=TrainConfig.epsilon, ratio_cap=TrainConfig.ratio_cap,
           max_kl=TrainConfig.max_kl, value_after_kl=TrainConfig.value_after_kl, exact_2018=False,
           keep_checkpoints=TrainConfig.keep_checkpoints, run_dir=None, runs_dir=TrainConfig.runs_dir,
@@ -509,7 +517,8 @@ def learn(policy, env, nsteps, total_timesteps, gamma, lam, vf_coef, ent_coef, l
     config = TrainConfig(num_envs=env.num_envs, nsteps=nsteps, total_timesteps=total_timesteps, gamma=gamma, lam=lam,
                          vf_coef=vf_coef, ent_coef=ent_coef, lr=lr, lr_schedule=lr_schedule,
                          max_grad_norm=max_grad_norm, noptepochs=noptepochs, nminibatches=nminibatches,
-                         truncation_as_terminal=truncation_as_terminal, optimizer=optimizer,
+                         truncation_as_terminal=truncation_as_terminal, life_loss_terminal=life_loss_terminal,
+                         optimizer=optimizer,
                          normalize_advantages=normalize_advantages, clip_range=clip_range, epsilon=epsilon,
                          ratio_cap=ratio_cap, max_kl=max_kl, value_after_kl=value_after_kl, log_interval=log_interval,
                          keep_checkpoints=keep_checkpoints, seed=seed, runs_dir=runs_dir, models_dir=models_dir,
@@ -524,9 +533,10 @@ def make_runner(env, model, rngs, config: TrainConfig):
     a vector env is stepped here by the local Runner. Either has run(should_stop) -> the batch of `finish`."""
     bootstrap = not config.truncation_as_terminal
     if hasattr(env, "make_runner"):
-        return env.make_runner(model, rngs, config.nsteps, config.total_timesteps, config.gamma, config.lam, bootstrap)
+        return env.make_runner(model, rngs, config.nsteps, config.total_timesteps, config.gamma, config.lam, bootstrap,
+                               life_loss_terminal=config.life_loss_terminal)
     return Runner(env, model, config.nsteps, config.total_timesteps, config.gamma, config.lam,
-                  bootstrap_truncated=bootstrap, rngs=rngs)
+                  bootstrap_truncated=bootstrap, rngs=rngs, life_loss_terminal=config.life_loss_terminal)
 
 
 def train(policy, env, config: TrainConfig, *, run_dir=None, resume_from=None, init_weights=None, extra_config=None,
