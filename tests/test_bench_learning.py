@@ -93,8 +93,11 @@ def test_every_named_configuration_states_the_settings_the_defaults_may_change(m
         assert not missing, (name, missing)
         assert "--normalize-advantages" in options or "--no-normalize-advantages" in options, name
         assert "--value-after-kl" in options or "--no-value-after-kl" in options, name
+        assert "--life-loss-terminal" in options or "--no-life-loss-terminal" in options, name
     config = config_from_args(build_parser().parse_args(learning.CONFIGS["rmsprop0-norm-1x8"]))
     assert (config.optimizer, config.noptepochs, config.nminibatches, config.ratio_cap, config.max_kl,
             config.vf_coef, config.value_after_kl) == ("rmsprop", 1, 8, 0.0, 0.0, 0.5, False)
     config = config_from_args(build_parser().parse_args(learning.CONFIGS["adam-norm-4x8-cap1-kl0.02-vf5-vkl"]))
     assert (config.max_kl, config.vf_coef, config.value_after_kl) == (0.02, 5.0, True)
+    config = config_from_args(build_parser().parse_args(learning.CONFIGS["adam-norm-4x8-cap1-kl0.02-vf5-life"]))
+    assert (config.max_kl, config.vf_coef, config.life_loss_terminal) == (0.02, 5.0, True)

@@ -145,6 +145,45 @@ def test_wrap_cuts_episodes_at_4500_agent_steps():
     assert wrapped.unwrapped.frame == 4500 * 4
 
 
+# ----------------------------------------------------------------------------- LifeLoss
+
+class ScriptedLives(gym.Env):
+    """info['lives'] of step k (k = 1, 2, ...) is lives[k]; lives[0] is the reset's. None: no 'lives' key."""
+    observation_space = gym.spaces.Discrete(1)
+    action_space = gym.spaces.Discrete(1)
+
+    def __init__(self, lives):
+        self.lives, self.k = lives, 0
+
+    def _info(self):
+        return {} if self.lives[self.k] is None else {"lives": self.lives[self.k]}
+
+    def reset(self, *, seed=None, options=None):
+        self.k = 0
+        return 0, self._info()
+
+    def step(self, action):
+        self.k += 1
+        return 0, 0.0, self.k == len(self.lives) - 1, False, self._info()
+
+
+def _life_lost_flags(wrapped, steps):
+    wrapped.reset()
+    return [bool(wrapped.step(0)[4].get("life_lost")) for _ in range(steps)]
+
+
+def test_life_loss_flags_exactly_the_steps_whose_lives_count_fell():
+    wrapped = env.LifeLoss(ScriptedLives([3, 3, 2, 2, 2, 1, 1, 0]))
+    assert _life_lost_flags(wrapped, 7) == [False, True, False, False, True, False, True]
+    # a new episode starts from its own count: its first step is not a loss though 3 > the last episode's 0
+    assert _life_lost_flags(wrapped, 2) == [False, True]
+
+
+def test_life_loss_never_flags_a_game_without_lives_or_a_count_that_rises():
+    assert _life_lost_flags(env.LifeLoss(ScriptedLives([None] * 5)), 4) == [False] * 4
+    assert _life_lost_flags(env.LifeLoss(ScriptedLives([1, 2, 2, 3, 3])), 4) == [False] * 4   # an extra life
+
+
 # ----------------------------------------------------------------------------- EpisodeStats
 
 def test_episode_stats_reports_raw_return_length_and_progress():
@@ -322,10 +361,11 @@ def test_wrap_builds_the_chain_in_order():
         layer = layer.env
     assert layer is fake
     assert chain == [env.AllowBacktracking, env.FrameStack, env.PreprocessFrame, env.RewardScaler,
-                     env.ActionsDiscretizer, env.EpisodeStats, gym.wrappers.TimeLimit, env.StickyFrameSkip]
+                     env.ActionsDiscretizer, env.EpisodeStats, gym.wrappers.TimeLimit, env.LifeLoss,
+                     env.StickyFrameSkip]
     time_limit = wrapped.env.env.env.env.env.env
     assert time_limit._max_episode_steps == env.MAX_EPISODE_STEPS == 4500
-    sticky = time_limit.env
+    sticky = time_limit.env.env
     assert (sticky.skip, sticky.stickprob) == (4, 0.25)
     assert wrapped.observation_space == gym.spaces.Box(0, 255, (96, 96, 4), dtype=np.uint8)
     assert wrapped.action_space == gym.spaces.Discrete(7)

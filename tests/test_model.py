@@ -393,6 +393,46 @@ def test_runner_continues_where_the_last_batch_stopped():
     np.testing.assert_array_equal(np.concatenate([first, second]), np.stack(rows["obs"]))
 
 
+class LifeEveryTwoSteps(gym.Wrapper):
+    """Flags info['life_lost'] on every second step of an episode, as env.LifeLoss does when a life goes."""
+
+    def reset(self, **kwargs):
+        self.t = 0
+        return self.env.reset(**kwargs)
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self.t += 1
+        return obs, reward, terminated, truncated, (dict(info, life_lost=True) if self.t % 2 == 0 else info)
+
+
+@pytest.mark.parametrize("life_loss_terminal", [False, True])
+def test_a_lost_life_ends_the_value_chain_only_with_life_loss_terminal(life_loss_terminal):
+    def make():
+        return LifeEveryTwoSteps(fake_envs.make_counting(length=5))
+    nsteps, gamma, lam = 7, 0.9, 0.8
+    runner = Runner(DummyVecEnv([make], seed=0), StubModel(), nsteps, 1000, gamma, lam,
+                    life_loss_terminal=life_loss_terminal)
+    obs, _actions, returns, values, _neglogpacs, episodes = runner.run()
+    rows, plain_returns, last_obs = expected_rollout(make, 0, nsteps, gamma, lam, True)
+    # the episode and its frames go on whatever the flag: same observations, one episode of 5 steps
+    np.testing.assert_array_equal(np.asarray(obs[np.arange(nsteps)]), np.stack(rows["obs"]))
+    assert [e["l"] for e in episodes] == [5] and not runner.dones[0]
+    if not life_loss_terminal:
+        np.testing.assert_allclose(returns, plain_returns, rtol=1e-5, atol=1e-5)
+        return
+    # steps 1 and 3 lose a life, step 4 ends the episode, step 6 (the next episode's second) loses one:
+    # the chain starts again at observations 2, 4 and 5, and the last observation follows a lost life
+    starts = np.array(rows["dones"])
+    assert starts.tolist() == [False] * 5 + [True, False]
+    starts[[2, 4]] = True
+    _, expected = gae_reference(np.array(rows["rewards"])[:, None], np.array(rows["values"])[:, None],
+                                starts[:, None], np.array([float(last_obs[0, 0, -1]) / 10]), np.array([True]),
+                                gamma, lam)
+    np.testing.assert_allclose(returns, expected[:, 0], rtol=1e-5, atol=1e-5)
+    assert not np.allclose(returns, plain_returns)   # the cuts changed the targets
+
+
 # ----------------------------------------------------------------------------- truncation
 
 def _learned_value(tmp_path, truncation_as_terminal):
