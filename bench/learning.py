@@ -82,7 +82,7 @@ CONFIGS = {
     "adam-norm-4x8-lr1e-4-cap1-kl0.02": options("adam", True, 4, 8, "1e-4", cap="1", max_kl="0.02"),
     "adam-norm-4x8-cap1-kl0.02-vf1": options("adam", True, 4, 8, "2e-4", cap="1", max_kl="0.02", vf_coef="1.0"),
     "adam-norm-4x8-cap1-kl0.02-vf2": options("adam", True, 4, 8, "2e-4", cap="1", max_kl="0.02", vf_coef="2.0"),
-    # = "defaults":
+    # the defaults until --life-loss-terminal:
     "adam-norm-4x8-cap1-kl0.02-vf5": options("adam", True, 4, 8, "2e-4", cap="1", max_kl="0.02", vf_coef="5.0"),
     "adam-norm-4x8-cap1-kl0.04-vf5": options("adam", True, 4, 8, "2e-4", cap="1", max_kl="0.04", vf_coef="5.0"),
     "adam-norm-4x8-cap1-kl0.02-vf5-vkl": options("adam", True, 4, 8, "2e-4", cap="1", max_kl="0.02", vf_coef="5.0",
@@ -96,6 +96,7 @@ CONFIGS = {
                                                      ent_coef="0.02"),
     "adam-norm-4x8-cap1-kl0.02-vf10": options("adam", True, 4, 8, "2e-4", cap="1", max_kl="0.02", vf_coef="10.0"),
     "adam-norm-4x8-cap1-kl0.02-ent0.001": options("adam", True, 4, 8, "2e-4", cap="1", max_kl="0.02", ent_coef="0.001"),
+    # = "defaults":
     "adam-norm-4x8-cap1-kl0.02-vf5-life": options("adam", True, 4, 8, "2e-4", cap="1", max_kl="0.02", vf_coef="5.0",
                                                   life_loss=True),
     "adam-norm-4x8-cap1-kl0.04-vf5-life": options("adam", True, 4, 8, "2e-4", cap="1", max_kl="0.04", vf_coef="5.0",
