@@ -501,7 +501,8 @@ def table_row(training: "TrainingState", fps, losses, values, returns, lr, minib
 def learn(policy, env, nsteps, total_timesteps, gamma, lam, vf_coef, ent_coef, lr, max_grad_norm, log_interval,
           *, noptepochs=TrainConfig.noptepochs, nminibatches=TrainConfig.nminibatches, seed=TrainConfig.seed,
           lr_schedule=TrainConfig.lr_schedule, truncation_as_terminal=TrainConfig.truncation_as_terminal,
-          life_loss_terminal=TrainConfig.life_loss_terminal, optimizer=TrainConfig.optimizer, normalize_advantages=TrainConfig.normalize_advantages,
+          life_loss_terminal=TrainConfig.life_loss_terminal, optimizer=TrainConfig.optimizer,
+          normalize_advantages=TrainConfig.normalize_advantages,
           clip_range=TrainConfig.clip_range, epsilon=TrainConfig.epsilon, ratio_cap=TrainConfig.ratio_cap,
           max_kl=TrainConfig.max_kl, value_after_kl=TrainConfig.value_after_kl, exact_2018=False,
           keep_checkpoints=TrainConfig.keep_checkpoints, run_dir=None, runs_dir=TrainConfig.runs_dir,
@@ -509,9 +510,9 @@ def learn(policy, env, nsteps, total_timesteps, gamma, lam, vf_coef, ent_coef, l
     """The 2018 scripts' entry point: train A2C on the vector env `env` with these hyperparameters (see `train`).
     Keyword defaults are TrainConfig's, so `learn` and `agent.py` cannot drift apart.
 
-    optimizer, normalize_advantages, clip_range, epsilon, ratio_cap, max_kl, value_after_kl: see config.TrainConfig;
-    exact_2018 replaces them, the epochs, minibatches, schedule and time-limit handling with the 2018 scripts'
-    (config.BEHAVIOUR_2018).
+    optimizer, normalize_advantages, clip_range, epsilon, ratio_cap, max_kl, value_after_kl, life_loss_terminal: see
+    config.TrainConfig; exact_2018 replaces them, the epochs, minibatches, schedule and time-limit handling with the
+    2018 scripts' (config.BEHAVIOUR_2018).
     run_options: resume_from, init_weights, progress, extra_config, callback, tf_threads, stream (see `train`).
     """
     config = TrainConfig(num_envs=env.num_envs, nsteps=nsteps, total_timesteps=total_timesteps, gamma=gamma, lam=lam,
