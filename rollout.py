@@ -123,9 +123,10 @@ class Rollout:
     | rewards      | [nsteps, nenvs]  | f32, scaled; + gamma * V(final obs) where a time limit cut     |
     | values       | [nsteps, nenvs]  | f32, V(obs t)                                                  |
     | neglogpacs   | [nsteps, nenvs]  | f32, -log pi(action t) when sampled                            |
-    | dones        | [nsteps, nenvs]  | bool, obs t starts a new episode                               |
+    | dones        | [nsteps, nenvs]  | bool, obs t starts a new episode (or follows a lost life: the  |
+    |              |                  | value chain starts again there, see model.collect)             |
     | last_values  | [nenvs]          | f32, V of the observation after the last step                  |
-    | last_dones   | [nenvs]          | bool, that observation starts a new episode                    |
+    | last_dones   | [nenvs]          | bool, the same for that observation                            |
     | episodes     | list of dicts    | info['episode'] of the episodes that ended, in step order      |
     """
 
