@@ -107,6 +107,8 @@ CONFIGS = {
                                                          vf_coef="5.0", life_loss=True),
     "adam-norm-4x8-cap1-kl0.02-vf5-life-g0.995": options("adam", True, 4, 8, "2e-4", cap="1", max_kl="0.02",
                                                          vf_coef="5.0", life_loss=True, gamma="0.995"),
+    "adam-norm-4x8-cap1-kl0.02-vf5-life-g0.998": options("adam", True, 4, 8, "2e-4", cap="1", max_kl="0.02",
+                                                         vf_coef="5.0", life_loss=True, gamma="0.998"),
     "adam-norm-4x8-cap1-kl0.02-vf5-life-ent0.005": options("adam", True, 4, 8, "2e-4", cap="1", max_kl="0.02",
                                                            vf_coef="5.0", life_loss=True, ent_coef="0.005"),
     "adam-norm-4x16-cap1-kl0.02-vf5-life": options("adam", True, 4, 16, "2e-4", cap="1", max_kl="0.02", vf_coef="5.0",
