@@ -13,6 +13,7 @@ against agent steps, and the wall time. Outputs, in --out (default bench/learnin
 Examples:
     python bench/learning.py --configs defaults,2018 --seeds 3 --steps 200000 --background
     python bench/learning.py --configs defaults --seeds 1 --steps 100000      # a one-seed screen
+    python bench/learning.py --configs defaults --seed-list 3,4 --steps 200000 # seeds 3 and 4 only
     python bench/learning.py --report-only                                     # redraw from what is there
 """
 import argparse
@@ -310,6 +311,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                                             __doc__[__doc__.index("Examples:"):])
     parser.add_argument("--configs", default="defaults", help="comma-separated configuration names (default: defaults)")
     parser.add_argument("--seeds", type=int, default=3, help="seeds 0 .. K-1 per configuration (default: 3)")
+    parser.add_argument("--seed-list", default="", metavar="S,S,...",
+                        help="these seeds instead of 0 .. K-1, e.g. '1' for a one-seed screen on seed 1")
     parser.add_argument("--steps", type=int, default=200_000, help="agent steps per run (default: 200000)")
     parser.add_argument("--num-envs", type=int, default=8, help="envs per run (default: 8)")
     parser.add_argument("--nsteps", type=int, default=512, help="steps per env per update (default: 512)")
@@ -333,6 +336,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         args.milestones = tuple(int(m) for m in args.milestones.split(","))
     except ValueError:
         parser.error(f"--milestones must be comma-separated step counts, got {args.milestones!r}")
+    try:
+        args.seed_values = [int(seed) for seed in args.seed_list.split(",") if seed.strip()] or list(range(args.seeds))
+    except ValueError:
+        parser.error(f"--seed-list must be comma-separated seeds, got {args.seed_list!r}")
+    if min(args.seed_values) < 0:
+        parser.error("--seed-list seeds must be 0 or more")
     args.config_names = configs
     return args
 
@@ -349,7 +358,7 @@ def main(argv=None) -> int:
         print(f"benchmark running in the background (pid {proc.pid}); log {log_path}. Run the same command again "
               "after a stop: finished runs are kept and the others resume from their checkpoints.")
         return 0
-    seeds = list(range(args.seeds))
+    seeds = args.seed_values
     failed = 0
     if not args.report_only:
         jobs = [(config, seed) for seed in seeds for config in args.config_names]

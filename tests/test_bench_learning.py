@@ -75,6 +75,25 @@ def test_milestones_are_the_median_and_range_over_seeds(tmp_path):
     assert "| defaults | 3 | 160 [150 - 180] | 225 [190 - 260] | 1 min |" in text
 
 
+def test_seed_list_runs_and_reports_those_seeds_only(tmp_path, capsys):
+    sys.path.insert(0, os.path.join(REPO, "bench"))
+    import learning
+    assert learning.parse_args(["--seeds", "2"]).seed_values == [0, 1]
+    assert learning.parse_args(["--seeds", "2", "--seed-list", "1,3"]).seed_values == [1, 3]
+    for rows_seed, ret in ((0, 100), (1, 200), (3, 300)):
+        write_progress(learning.run_dir(str(tmp_path), "defaults", rows_seed), [(64, ret), (128, ret)])
+    assert learning.main(["--configs", "defaults", "--seed-list", "1,3", "--report-only", "--out", str(tmp_path),
+                          "--milestones", "128", "--steps", "128", "--num-envs", "2", "--nsteps", "32"]) == 0
+    report = json.loads((tmp_path / "results.json").read_text())
+    assert sorted(report["summary"]["defaults"]["seeds"]) == ["1", "3"]
+    assert report["summary"]["defaults"]["milestones"]["128"]["median"] == 250.0    # seed 0's 100 left out
+    for bad in ("one", "-1"):
+        with pytest.raises(SystemExit) as stopped:
+            learning.parse_args(["--seed-list", bad])
+        assert stopped.value.code == 2
+        assert "--seed-list" in capsys.readouterr().err
+
+
 def test_every_named_configuration_states_the_settings_the_defaults_may_change(monkeypatch):
     """A configuration measured once must mean the same runs after the defaults change: each one (but 'defaults'
     and '2018') gives the optimizer, advantages, passes, minibatches, learning rate, ratio cap, KL bound and value
