@@ -337,7 +337,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     except ValueError:
         parser.error(f"--milestones must be comma-separated step counts, got {args.milestones!r}")
     try:
-        args.seed_values = [int(seed) for seed in args.seed_list.split(",") if seed.strip()] or list(range(args.seeds))
+        args.seed_values = sorted({int(seed) for seed in args.seed_list.split(",") if seed.strip()}) or \
+            list(range(args.seeds))   # a seed named twice runs once: two processes must not share a run folder
     except ValueError:
         parser.error(f"--seed-list must be comma-separated seeds, got {args.seed_list!r}")
     if min(args.seed_values) < 0:

@@ -79,7 +79,7 @@ def test_seed_list_runs_and_reports_those_seeds_only(tmp_path, capsys):
     sys.path.insert(0, os.path.join(REPO, "bench"))
     import learning
     assert learning.parse_args(["--seeds", "2"]).seed_values == [0, 1]
-    assert learning.parse_args(["--seeds", "2", "--seed-list", "1,3"]).seed_values == [1, 3]
+    assert learning.parse_args(["--seeds", "2", "--seed-list", "3,1,3"]).seed_values == [1, 3]
     for rows_seed, ret in ((0, 100), (1, 200), (3, 300)):
         write_progress(learning.run_dir(str(tmp_path), "defaults", rows_seed), [(64, ret), (128, ret)])
     assert learning.main(["--configs", "defaults", "--seed-list", "1,3", "--report-only", "--out", str(tmp_path),
