@@ -32,15 +32,15 @@ DEFAULT_OUT = os.path.join(REPO, "bench", "learning-results")
 
 def options(optimizer: str, normalize: bool, epochs: int, minibatches: int, lr: str, clip: str = "",
             ent_coef: str = "", epsilon: str = "", cap: str = "0", max_kl: str = "0", vf_coef: str = "0.5",
-            value_after_kl: bool = False, life_loss: bool = False, gamma: str = "") -> list:
+            value_after_kl: bool = False, life_loss: bool = False, gamma: str = "", lam: str = "") -> list:
     """The agent.py options of one configuration: the optimizer, advantages, passes, learning rate, ratio cap, KL
     bound (0: off), value weight, --value-after-kl and --life-loss-terminal always, so that a change of the defaults
-    cannot change a configuration; where given the clip range, the entropy weight, the optimizer's epsilon and the
-    discount."""
+    cannot change a configuration; where given the clip range, the entropy weight, the optimizer's epsilon, the
+    discount and GAE's lambda."""
     extra = ["--ratio-cap", cap, "--max-kl", max_kl, "--vf-coef", vf_coef] + \
         (["--clip-range", clip] if clip else []) + \
         (["--ent-coef", ent_coef] if ent_coef else []) + (["--epsilon", epsilon] if epsilon else []) + \
-        (["--gamma", gamma] if gamma else []) + \
+        (["--gamma", gamma] if gamma else []) + (["--lam", lam] if lam else []) + \
         (["--value-after-kl"] if value_after_kl else ["--no-value-after-kl"]) + \
         (["--life-loss-terminal"] if life_loss else ["--no-life-loss-terminal"])
     return ["--optimizer", optimizer, "--normalize-advantages" if normalize else "--no-normalize-advantages",
@@ -114,6 +114,12 @@ CONFIGS = {
                                                            vf_coef="5.0", life_loss=True, ent_coef="0.005"),
     "adam-norm-4x16-cap1-kl0.02-vf5-life": options("adam", True, 4, 16, "2e-4", cap="1", max_kl="0.02", vf_coef="5.0",
                                                    life_loss=True),
+    "adam-norm-4x8-cap1-kl0.02-vf5-life-lam0.9": options("adam", True, 4, 8, "2e-4", cap="1", max_kl="0.02",
+                                                         vf_coef="5.0", life_loss=True, lam="0.9"),
+    "adam-norm-4x8-cap1-kl0.02-vf5-life-lam0.98": options("adam", True, 4, 8, "2e-4", cap="1", max_kl="0.02",
+                                                          vf_coef="5.0", life_loss=True, lam="0.98"),
+    "adam-raw-4x8-cap1-kl0.02-vf5-life-ent0.001": options("adam", False, 4, 8, "2e-4", cap="1", max_kl="0.02",
+                                                          vf_coef="5.0", life_loss=True, ent_coef="0.001"),
     "adam-raw-4x8": options("adam", False, 4, 8, "2e-4"),
     "ppo-clip0.2": options("adam", True, 4, 8, "2e-4", clip="0.2"),
     "ppo-clip0.2-vf5": options("adam", True, 4, 8, "2e-4", clip="0.2", vf_coef="5.0"),
