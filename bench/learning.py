@@ -47,6 +47,14 @@ def options(optimizer: str, normalize: bool, epochs: int, minibatches: int, lr: 
             *extra, "--noptepochs", str(epochs), "--nminibatches", str(minibatches), "--lr", lr]
 
 
+def life_cut_defaults(**changes) -> list:
+    """The agent.py options of the defaults since --life-loss-terminal, spelled out (so that a later change of the
+    defaults cannot change these configurations), with `changes` (options() arguments) applied."""
+    settings = dict(optimizer="adam", normalize=True, epochs=4, minibatches=8, lr="2e-4", cap="1", max_kl="0.02",
+                    vf_coef="5.0", life_loss=True)
+    return options(**{**settings, **changes})
+
+
 # name -> agent.py options. Every run adds the size (--num-envs, --nsteps), the seed and the budget.
 CONFIGS = {
     "defaults": [],
@@ -100,26 +108,16 @@ CONFIGS = {
     "adam-norm-4x8-cap1-kl0.02-vf10": options("adam", True, 4, 8, "2e-4", cap="1", max_kl="0.02", vf_coef="10.0"),
     "adam-norm-4x8-cap1-kl0.02-ent0.001": options("adam", True, 4, 8, "2e-4", cap="1", max_kl="0.02", ent_coef="0.001"),
     # = "defaults":
-    "adam-norm-4x8-cap1-kl0.02-vf5-life": options("adam", True, 4, 8, "2e-4", cap="1", max_kl="0.02", vf_coef="5.0",
-                                                  life_loss=True),
-    "adam-norm-4x8-cap1-kl0.04-vf5-life": options("adam", True, 4, 8, "2e-4", cap="1", max_kl="0.04", vf_coef="5.0",
-                                                  life_loss=True),
-    "adam-norm-4x8-lr4e-4-cap1-kl0.02-vf5-life": options("adam", True, 4, 8, "4e-4", cap="1", max_kl="0.02",
-                                                         vf_coef="5.0", life_loss=True),
-    "adam-norm-4x8-cap1-kl0.02-vf5-life-g0.995": options("adam", True, 4, 8, "2e-4", cap="1", max_kl="0.02",
-                                                         vf_coef="5.0", life_loss=True, gamma="0.995"),
-    "adam-norm-4x8-cap1-kl0.02-vf5-life-g0.998": options("adam", True, 4, 8, "2e-4", cap="1", max_kl="0.02",
-                                                         vf_coef="5.0", life_loss=True, gamma="0.998"),
-    "adam-norm-4x8-cap1-kl0.02-vf5-life-ent0.005": options("adam", True, 4, 8, "2e-4", cap="1", max_kl="0.02",
-                                                           vf_coef="5.0", life_loss=True, ent_coef="0.005"),
-    "adam-norm-4x16-cap1-kl0.02-vf5-life": options("adam", True, 4, 16, "2e-4", cap="1", max_kl="0.02", vf_coef="5.0",
-                                                   life_loss=True),
-    "adam-norm-4x8-cap1-kl0.02-vf5-life-lam0.9": options("adam", True, 4, 8, "2e-4", cap="1", max_kl="0.02",
-                                                         vf_coef="5.0", life_loss=True, lam="0.9"),
-    "adam-norm-4x8-cap1-kl0.02-vf5-life-lam0.98": options("adam", True, 4, 8, "2e-4", cap="1", max_kl="0.02",
-                                                          vf_coef="5.0", life_loss=True, lam="0.98"),
-    "adam-raw-4x8-cap1-kl0.02-vf5-life-ent0.001": options("adam", False, 4, 8, "2e-4", cap="1", max_kl="0.02",
-                                                          vf_coef="5.0", life_loss=True, ent_coef="0.001"),
+    "adam-norm-4x8-cap1-kl0.02-vf5-life": life_cut_defaults(),
+    "adam-norm-4x8-cap1-kl0.04-vf5-life": life_cut_defaults(max_kl="0.04"),
+    "adam-norm-4x8-lr4e-4-cap1-kl0.02-vf5-life": life_cut_defaults(lr="4e-4"),
+    "adam-norm-4x8-cap1-kl0.02-vf5-life-g0.995": life_cut_defaults(gamma="0.995"),
+    "adam-norm-4x8-cap1-kl0.02-vf5-life-g0.998": life_cut_defaults(gamma="0.998"),
+    "adam-norm-4x8-cap1-kl0.02-vf5-life-ent0.005": life_cut_defaults(ent_coef="0.005"),
+    "adam-norm-4x16-cap1-kl0.02-vf5-life": life_cut_defaults(minibatches=16),
+    "adam-norm-4x8-cap1-kl0.02-vf5-life-lam0.9": life_cut_defaults(lam="0.9"),
+    "adam-norm-4x8-cap1-kl0.02-vf5-life-lam0.98": life_cut_defaults(lam="0.98"),
+    "adam-raw-4x8-cap1-kl0.02-vf5-life-ent0.001": life_cut_defaults(normalize=False, ent_coef="0.001"),
     "adam-raw-4x8": options("adam", False, 4, 8, "2e-4"),
     "ppo-clip0.2": options("adam", True, 4, 8, "2e-4", clip="0.2"),
     "ppo-clip0.2-vf5": options("adam", True, 4, 8, "2e-4", clip="0.2", vf_coef="5.0"),
