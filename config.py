@@ -51,6 +51,7 @@ class TrainConfig:
     truncation_as_terminal: bool = field(default=False, metadata={"help": "treat a time-limit cut like a real episode end (the seed's behaviour) instead of bootstrapping from its last value"})
     # --- what the project changes (README, 'Defaults and the 2018 scripts'; --exact-2018 undoes all of it) ---
     life_loss_terminal: bool = field(default=True, metadata={"help": "a step that costs a life ends the value chain as an episode's end does, the episode going on (2018: lives were not looked at); games without a 'lives' variable are unaffected"})
+    life_loss_penalty: float = field(default=0.0, metadata={"help": "subtracted from the learner's reward (scaled by 0.01: 0.25 is 25 points) on a step that costs a life; the logged returns stay the game's own (2018: 0)"})
     optimizer: str = field(default="adam", metadata={"help": "'adam', 'rmsprop' (mean square starts at 0, bias-corrected) or 'rmsprop-2018' (TF1's: starts at 1.0, barely moves for the first ~1,500 steps)"})
     normalize_advantages: bool = field(default=True, metadata={"help": "scale advantages to mean 0, std 1 in every minibatch (2018: raw)"})
     clip_range: float = field(default=0.0, metadata={"help": "PPO's clipped objective with this range (0: A2C's policy-gradient loss)"})
@@ -82,7 +83,7 @@ class TrainConfig:
 # What the 2018 scripts did where the project's defaults differ: learn(exact_2018=True) restores these ...
 BEHAVIOUR_2018 = {"optimizer": "rmsprop-2018", "normalize_advantages": False, "clip_range": 0.0, "epsilon": 1e-5,
                   "ratio_cap": 0.0, "max_kl": 0.0, "value_after_kl": False, "truncation_as_terminal": True,
-                  "life_loss_terminal": False,
+                  "life_loss_terminal": False, "life_loss_penalty": 0.0,
                   "noptepochs": 4, "nminibatches": 8, "lr_schedule": "constant"}
 # ... and `agent.py --exact-2018` these as well (num_envs 0: one env per level, 13 on Sonic).
 HYPERPARAMETERS_2018 = {"num_envs": 0, "nsteps": 2048, "gamma": 0.99, "lam": 0.95, "vf_coef": 0.5,
@@ -103,6 +104,7 @@ def validate(config: TrainConfig) -> None:
     check_number("--seed", config.seed, minimum=0)        # numpy and gymnasium refuse negative seeds
     check_number("--vf-coef", config.vf_coef, minimum=0)  # a negative weight would maximise the value error
     check_number("--ent-coef", config.ent_coef)
+    check_number("--life-loss-penalty", config.life_loss_penalty, minimum=0)   # a negative one would pay for dying
     if not (0.0 <= config.gamma <= 1.0 and 0.0 <= config.lam <= 1.0):   # also refuses NaN
         raise ConfigError("--gamma and --lam must lie between 0 and 1")
     if config.run_name in (".", "..") or os.path.basename(config.run_name) != config.run_name:

@@ -291,7 +291,7 @@ def action_rngs(seed: int, env_indices) -> list:
 
 
 def collect(venv, policy, obs, dones, rngs, nsteps, gamma, bootstrap_truncated=True, should_stop=lambda: False,
-            life_loss_terminal=False):
+            life_loss_terminal=False, life_loss_penalty=0.0):
     """Step the vector env `venv` for `nsteps` with `policy` (step_neglogp(obs, rngs), value(obs)).
     obs [nenvs, 96, 96, 4] uint8 and dones [nenvs] bool: where the envs stand; rngs: one generator per env.
     -> (Rollout, obs, dones after the last step), or None when should_stop() turned True mid-way.
@@ -299,7 +299,9 @@ def collect(venv, policy, obs, dones, rngs, nsteps, gamma, bootstrap_truncated=T
     With `bootstrap_truncated`, an episode cut by the time limit is not treated as an end: its last reward
     gets gamma * V(final observation) added, as if the episode had gone on. With `life_loss_terminal`, a step
     that cost a life (info['life_lost'], env.LifeLoss) ends the value chain as an episode's end does: the
-    Rollout's dones, which only GAE reads, mark the observation after it (the episode and its frames go on)."""
+    Rollout's dones, which only GAE reads, mark the observation after it (the episode and its frames go on).
+    `life_loss_penalty` is subtracted from the reward of a step that cost a life (the episodes' returns, counted
+    in the env, stay the game's own)."""
     nenvs = venv.num_envs
     chain_starts = np.array(dones, bool)   # [nenvs]: obs starts a new episode, or follows a lost life
     mb_obs = RolloutObs(nsteps, nenvs, obs.shape[1:], obs.dtype)   # stores 1 frame per step
@@ -313,10 +315,11 @@ def collect(venv, policy, obs, dones, rngs, nsteps, gamma, bootstrap_truncated=T
         mb["actions"][step], mb["values"][step], mb["neglogpacs"][step], mb["dones"][step] = \
             actions, values, neglogpacs, chain_starts
         obs, rewards, dones, infos = venv.step(actions)
-        chain_starts = np.array(dones, bool)
-        if life_loss_terminal:
-            chain_starts |= np.array([bool(info.get("life_lost")) for info in infos])
+        lives_lost = np.array([bool(info.get("life_lost")) for info in infos])   # [nenvs] bool
+        chain_starts = np.array(dones, bool) | (lives_lost if life_loss_terminal else False)
         mb["rewards"][step] = rewards + _bootstrap(policy, infos, gamma, bootstrap_truncated)
+        if life_loss_penalty:   # the learner's reward only: the episodes' returns were counted in the env
+            mb["rewards"][step] -= np.float32(life_loss_penalty) * lives_lost
         episodes.extend(info["episode"] for info in infos if "episode" in info)
         if should_stop():
             return None
@@ -350,10 +353,11 @@ class Runner:
     computes returns with GAE. `rngs`: one action-noise generator per env (default: action_rngs(0, ...))."""
 
     def __init__(self, env, model, nsteps, total_timesteps, gamma, lam, bootstrap_truncated=True, rngs=None,
-                 life_loss_terminal=False):
+                 life_loss_terminal=False, life_loss_penalty=0.0):
         self.env, self.model, self.nsteps = env, model, nsteps
         self.total_timesteps, self.gamma, self.lam = total_timesteps, gamma, lam
         self.bootstrap_truncated, self.life_loss_terminal = bootstrap_truncated, life_loss_terminal
+        self.life_loss_penalty = life_loss_penalty
         self.rngs = rngs if rngs is not None else action_rngs(0, range(env.num_envs))
         self.obs = env.reset()                              # [nenvs, 96, 96, 4] uint8
         self.dones = np.zeros(env.num_envs, dtype=bool)     # [nenvs]
@@ -362,7 +366,7 @@ class Runner:
         """-> the batch of `finish` (obs, actions, returns, values, neglogpacs, episodes), or None when
         should_stop() turned True mid-way."""
         collected = collect(self.env, self.model, self.obs, self.dones, self.rngs, self.nsteps, self.gamma,
-                            self.bootstrap_truncated, should_stop, self.life_loss_terminal)
+                            self.bootstrap_truncated, should_stop, self.life_loss_terminal, self.life_loss_penalty)
         if collected is None:
             return None
         rollout, self.obs, self.dones = collected
@@ -501,7 +505,8 @@ def table_row(training: "TrainingState", fps, losses, values, returns, lr, minib
 def learn(policy, env, nsteps, total_timesteps, gamma, lam, vf_coef, ent_coef, lr, max_grad_norm, log_interval,
           *, noptepochs=TrainConfig.noptepochs, nminibatches=TrainConfig.nminibatches, seed=TrainConfig.seed,
           lr_schedule=TrainConfig.lr_schedule, truncation_as_terminal=TrainConfig.truncation_as_terminal,
-          life_loss_terminal=TrainConfig.life_loss_terminal, optimizer=TrainConfig.optimizer,
+          life_loss_terminal=TrainConfig.life_loss_terminal, life_loss_penalty=TrainConfig.life_loss_penalty,
+          optimizer=TrainConfig.optimizer,
           normalize_advantages=TrainConfig.normalize_advantages,
           clip_range=TrainConfig.clip_range, epsilon=TrainConfig.epsilon, ratio_cap=TrainConfig.ratio_cap,
           max_kl=TrainConfig.max_kl, value_after_kl=TrainConfig.value_after_kl, exact_2018=False,
@@ -510,7 +515,8 @@ def learn(policy, env, nsteps, total_timesteps, gamma, lam, vf_coef, ent_coef, l
     """The 2018 scripts' entry point: train A2C on the vector env `env` with these hyperparameters (see `train`).
     Keyword defaults are TrainConfig's, so `learn` and `agent.py` cannot drift apart.
 
-    optimizer, normalize_advantages, clip_range, epsilon, ratio_cap, max_kl, value_after_kl, life_loss_terminal: see
+    optimizer, normalize_advantages, clip_range, epsilon, ratio_cap, max_kl, value_after_kl, life_loss_terminal,
+    life_loss_penalty: see
     config.TrainConfig; exact_2018 replaces them, the epochs, minibatches, schedule and time-limit handling with the
     2018 scripts' (config.BEHAVIOUR_2018).
     run_options: resume_from, init_weights, progress, extra_config, callback, tf_threads, stream (see `train`).
@@ -519,7 +525,7 @@ def learn(policy, env, nsteps, total_timesteps, gamma, lam, vf_coef, ent_coef, l
                          vf_coef=vf_coef, ent_coef=ent_coef, lr=lr, lr_schedule=lr_schedule,
                          max_grad_norm=max_grad_norm, noptepochs=noptepochs, nminibatches=nminibatches,
                          truncation_as_terminal=truncation_as_terminal, life_loss_terminal=life_loss_terminal,
-                         optimizer=optimizer,
+                         life_loss_penalty=life_loss_penalty, optimizer=optimizer,
                          normalize_advantages=normalize_advantages, clip_range=clip_range, epsilon=epsilon,
                          ratio_cap=ratio_cap, max_kl=max_kl, value_after_kl=value_after_kl, log_interval=log_interval,
                          keep_checkpoints=keep_checkpoints, seed=seed, runs_dir=runs_dir, models_dir=models_dir,
@@ -535,9 +541,11 @@ def make_runner(env, model, rngs, config: TrainConfig):
     bootstrap = not config.truncation_as_terminal
     if hasattr(env, "make_runner"):
         return env.make_runner(model, rngs, config.nsteps, config.total_timesteps, config.gamma, config.lam, bootstrap,
-                               life_loss_terminal=config.life_loss_terminal)
+                               life_loss_terminal=config.life_loss_terminal,
+                               life_loss_penalty=config.life_loss_penalty)
     return Runner(env, model, config.nsteps, config.total_timesteps, config.gamma, config.lam,
-                  bootstrap_truncated=bootstrap, rngs=rngs, life_loss_terminal=config.life_loss_terminal)
+                  bootstrap_truncated=bootstrap, rngs=rngs, life_loss_terminal=config.life_loss_terminal,
+                  life_loss_penalty=config.life_loss_penalty)
 
 
 def train(policy, env, config: TrainConfig, *, run_dir=None, resume_from=None, init_weights=None, extra_config=None,

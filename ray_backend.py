@@ -165,7 +165,7 @@ class RolloutWorker:
         return [(p.op.name, p.shape.as_list()) for p in self.params]
 
     def rollout(self, weights, rng_states, nsteps: int, gamma: float, bootstrap_truncated: bool = True,
-                life_loss_terminal: bool = False) -> tuple:
+                life_loss_terminal: bool = False, life_loss_penalty: float = 0.0) -> tuple:
         """Collect `nsteps` from every env with these weights.
         weights: arrays in model.params order, or Shipped(ref) of them; rng_states [E]: bit-generator states of
         the envs' action-noise generators. -> (Rollout over the E envs, their new rng states [E], report:
@@ -183,7 +183,8 @@ class RolloutWorker:
         venv = EpisodeOrder(self.venv, self.first_env)
         rollout, self.obs, self.dones = a2c.collect(venv, self.policy, self.obs, self.dones, self.rngs, nsteps,
                                                    gamma, bootstrap_truncated, should_stop=self._count_step,
-                                                   life_loss_terminal=life_loss_terminal)
+                                                   life_loss_terminal=life_loss_terminal,
+                                                   life_loss_penalty=life_loss_penalty)
         self.steps = 0   # until the next rollout starts, progress() must not report this one's count for it
         report = {"fetch_s": loaded - start, "collect_s": time.perf_counter() - loaded,
                   "rollout_bytes": rollout_bytes(rollout), "episode_keys": venv.keys}
@@ -431,10 +432,11 @@ class RaySampler:
         self._failures[w] = 0
 
     def make_runner(self, model, rngs, nsteps, total_timesteps, gamma, lam, bootstrap_truncated=True,
-                    life_loss_terminal=False) -> "RayRunner":
+                    life_loss_terminal=False, life_loss_penalty=0.0) -> "RayRunner":
         """The runner learn() calls: run(should_stop) -> the batch of model.finish, as model.Runner.run.
         model: the learner's Model (its weights are sent); rngs: the num_envs action-noise generators."""
-        return RayRunner(self, model, rngs, nsteps, gamma, lam, bootstrap_truncated, life_loss_terminal)
+        return RayRunner(self, model, rngs, nsteps, gamma, lam, bootstrap_truncated, life_loss_terminal,
+                         life_loss_penalty)
 
     def memory(self) -> list:
         """[W] PSS bytes of each worker: its actor process and env processes (None for one that did not answer)."""
@@ -477,12 +479,12 @@ class RayRunner:
     """model.Runner's counterpart: each run() is one synchronous update's worth of rollouts from every worker."""
 
     def __init__(self, sampler: RaySampler, model, rngs, nsteps, gamma, lam, bootstrap_truncated=True,
-                 life_loss_terminal=False):
+                 life_loss_terminal=False, life_loss_penalty=0.0):
         if len(rngs) != sampler.num_envs:
             raise ValueError(f"{len(rngs)} action-noise generators for {sampler.num_envs} envs")
         self.sampler, self.model, self.rngs = sampler, model, rngs
         self.nsteps, self.gamma, self.lam, self.bootstrap_truncated = nsteps, gamma, lam, bootstrap_truncated
-        self.life_loss_terminal = life_loss_terminal
+        self.life_loss_terminal, self.life_loss_penalty = life_loss_terminal, life_loss_penalty
         self.rollout = None      # the last Rollout, before GAE
         self.last_transfer = {}  # what the last run() moved and how long it took (learn passes it to its callback)
         check_params(model, ray.get(sampler.workers[0].param_specs.remote()))
@@ -564,7 +566,8 @@ class RayRunner:
         envs = self.sampler.envs_of(w)
         states = [self.rngs[i].bit_generator.state for i in envs]
         return self.sampler.workers[w].rollout.remote(Shipped(weights_ref), states, self.nsteps, self.gamma,
-                                                      self.bootstrap_truncated, self.life_loss_terminal)
+                                                      self.bootstrap_truncated, self.life_loss_terminal,
+                                                      self.life_loss_penalty)
 
     def _progress(self, pending: dict) -> dict:
         """{worker: vector steps collected so far} of the pending workers that answered within 5 s."""

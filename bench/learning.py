@@ -32,12 +32,13 @@ DEFAULT_OUT = os.path.join(REPO, "bench", "learning-results")
 
 def options(optimizer: str, normalize: bool, epochs: int, minibatches: int, lr: str, clip: str = "",
             ent_coef: str = "", epsilon: str = "", cap: str = "0", max_kl: str = "0", vf_coef: str = "0.5",
-            value_after_kl: bool = False, life_loss: bool = False, gamma: str = "", lam: str = "") -> list:
+            value_after_kl: bool = False, life_loss: bool = False, gamma: str = "", lam: str = "",
+            life_penalty: str = "0") -> list:
     """The agent.py options of one configuration: the optimizer, advantages, passes, learning rate, ratio cap, KL
-    bound (0: off), value weight, --value-after-kl and --life-loss-terminal always, so that a change of the defaults
-    cannot change a configuration; where given the clip range, the entropy weight, the optimizer's epsilon, the
-    discount and GAE's lambda."""
-    extra = ["--ratio-cap", cap, "--max-kl", max_kl, "--vf-coef", vf_coef] + \
+    bound (0: off), value weight, life-loss penalty, --value-after-kl and --life-loss-terminal always, so that a
+    change of the defaults cannot change a configuration; where given the clip range, the entropy weight, the
+    optimizer's epsilon, the discount and GAE's lambda."""
+    extra = ["--ratio-cap", cap, "--max-kl", max_kl, "--vf-coef", vf_coef, "--life-loss-penalty", life_penalty] + \
         (["--clip-range", clip] if clip else []) + \
         (["--ent-coef", ent_coef] if ent_coef else []) + (["--epsilon", epsilon] if epsilon else []) + \
         (["--gamma", gamma] if gamma else []) + (["--lam", lam] if lam else []) + \
@@ -118,6 +119,10 @@ CONFIGS = {
     "adam-norm-4x8-cap1-kl0.02-vf5-life-lam0.9": life_cut_defaults(lam="0.9"),
     "adam-norm-4x8-cap1-kl0.02-vf5-life-lam0.98": life_cut_defaults(lam="0.98"),
     "adam-raw-4x8-cap1-kl0.02-vf5-life-ent0.001": life_cut_defaults(normalize=False, ent_coef="0.001"),
+    "adam-norm-4x8-cap1-kl0.02-vf5-life-pen0.1": life_cut_defaults(life_penalty="0.1"),
+    "adam-norm-4x8-cap1-kl0.02-vf5-life-pen0.25": life_cut_defaults(life_penalty="0.25"),
+    "adam-norm-4x8-cap1-kl0.02-vf5-life-pen0.5": life_cut_defaults(life_penalty="0.5"),
+    "adam-norm-4x8-cap1-kl0.02-vf5-life-pen1": life_cut_defaults(life_penalty="1.0"),
     "adam-raw-4x8": options("adam", False, 4, 8, "2e-4"),
     "ppo-clip0.2": options("adam", True, 4, 8, "2e-4", clip="0.2"),
     "ppo-clip0.2-vf5": options("adam", True, 4, 8, "2e-4", clip="0.2", vf_coef="5.0"),

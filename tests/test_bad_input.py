@@ -113,6 +113,8 @@ CASES = [
      ["--ratio-cap must be a finite number, got nan"]),
     ("negative KL bound", "agent.py", ["--num-envs", "2", "--ratio-cap", "1", "--max-kl", "-0.1"],
      ["--max-kl must be 0 or more, got -0.1"]),
+    ("negative life-loss penalty", "agent.py", ["--num-envs", "2", "--life-loss-penalty", "-0.25"],
+     ["--life-loss-penalty must be 0 or more, got -0.25"]),
     ("value steps without a KL bound", "agent.py", ["--num-envs", "2", "--max-kl", "0", "--value-after-kl"],
      ["--value-after-kl trains the value after the KL bound", "give --max-kl above 0 as well"]),
     ("negative thread count", "agent.py", ["--num-envs", "2", "--tf-threads", "-2"],

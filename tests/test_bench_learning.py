@@ -104,7 +104,8 @@ def test_every_named_configuration_states_the_settings_the_defaults_may_change(m
     import learning
     from agent import build_parser
     from config import config_from_args
-    stated = ("--optimizer", "--noptepochs", "--nminibatches", "--lr", "--ratio-cap", "--max-kl", "--vf-coef")
+    stated = ("--optimizer", "--noptepochs", "--nminibatches", "--lr", "--ratio-cap", "--max-kl", "--vf-coef",
+              "--life-loss-penalty")
     for name, options in learning.CONFIGS.items():
         if name in ("defaults", "2018"):
             continue
@@ -119,4 +120,6 @@ def test_every_named_configuration_states_the_settings_the_defaults_may_change(m
     config = config_from_args(build_parser().parse_args(learning.CONFIGS["adam-norm-4x8-cap1-kl0.02-vf5-vkl"]))
     assert (config.max_kl, config.vf_coef, config.value_after_kl) == (0.02, 5.0, True)
     config = config_from_args(build_parser().parse_args(learning.CONFIGS["adam-norm-4x8-cap1-kl0.02-vf5-life"]))
-    assert (config.max_kl, config.vf_coef, config.life_loss_terminal) == (0.02, 5.0, True)
+    assert (config.max_kl, config.vf_coef, config.life_loss_terminal, config.life_loss_penalty) == (0.02, 5.0, True, 0)
+    config = config_from_args(build_parser().parse_args(learning.CONFIGS["adam-norm-4x8-cap1-kl0.02-vf5-life-pen0.25"]))
+    assert (config.life_loss_terminal, config.life_loss_penalty) == (True, 0.25)

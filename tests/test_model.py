@@ -18,7 +18,7 @@ from fake_envs import ImageBandit  # noqa: E402
 
 from architecture import A2CPolicy  # noqa: E402
 from checkpoint import CheckpointError, resolve_checkpoint  # noqa: E402
-from model import Model, Runner, compute_gae, explained_variance, flatten_env_major, learn  # noqa: E402
+from model import Model, Runner, action_rngs, collect, compute_gae, explained_variance, flatten_env_major, learn  # noqa: E402
 from vec_env import DummyVecEnv  # noqa: E402
 
 OB_SPACE = gym.spaces.Box(0, 255, (96, 96, 4), dtype=np.uint8)
@@ -431,6 +431,23 @@ def test_a_lost_life_ends_the_value_chain_only_with_life_loss_terminal(life_loss
                                 gamma, lam)
     np.testing.assert_allclose(returns, expected[:, 0], rtol=1e-5, atol=1e-5)
     assert not np.allclose(returns, plain_returns)   # the cuts changed the targets
+
+
+def test_life_loss_penalty_lowers_only_the_learners_reward_of_a_step_that_cost_a_life():
+    def make():
+        return LifeEveryTwoSteps(fake_envs.make_counting(length=5))
+
+    def rollout(penalty):
+        venv = DummyVecEnv([make], seed=0)
+        obs = venv.reset()
+        return collect(venv, StubModel(), obs, np.zeros(1, bool), action_rngs(0, [0]), 7, 0.9,
+                       life_loss_penalty=penalty)[0]
+    plain, penalised = rollout(0.0), rollout(0.25)
+    # steps 1, 3 (episode one's 2nd and 4th) and 6 (episode two's 2nd) lose a life: 0.25 less there, nowhere else
+    np.testing.assert_array_equal(plain.rewards[:, 0] - penalised.rewards[:, 0],
+                                  np.float32([0, 0.25, 0, 0.25, 0, 0, 0.25]))
+    assert [e["r"] for e in penalised.episodes] == [e["r"] for e in plain.episodes]   # the logged game score
+    np.testing.assert_array_equal(penalised.dones, plain.dones)   # and no cut of the value chain by itself
 
 
 # ----------------------------------------------------------------------------- truncation
