@@ -51,7 +51,7 @@ class TrainConfig:
     truncation_as_terminal: bool = field(default=False, metadata={"help": "treat a time-limit cut like a real episode end (the seed's behaviour) instead of bootstrapping from its last value"})
     # --- what the project changes (README, 'Defaults and the 2018 scripts'; --exact-2018 undoes all of it) ---
     life_loss_terminal: bool = field(default=True, metadata={"help": "a step that costs a life ends the value chain as an episode's end does, the episode going on (2018: lives were not looked at); games without a 'lives' variable are unaffected"})
-    life_loss_penalty: float = field(default=0.0, metadata={"help": "subtracted from the learner's reward (scaled by 0.01: 0.25 is 25 points) on a step that costs a life; the logged returns stay the game's own (2018: 0)"})
+    life_loss_penalty: float = field(default=0.25, metadata={"help": "subtracted from the learner's reward (scaled by 0.01: 0.25 is 25 points) on a step that costs a life; the logged returns stay the game's own (2018: 0)"})
     optimizer: str = field(default="adam", metadata={"help": "'adam', 'rmsprop' (mean square starts at 0, bias-corrected) or 'rmsprop-2018' (TF1's: starts at 1.0, barely moves for the first ~1,500 steps)"})
     normalize_advantages: bool = field(default=True, metadata={"help": "scale advantages to mean 0, std 1 in every minibatch (2018: raw)"})
     clip_range: float = field(default=0.0, metadata={"help": "PPO's clipped objective with this range (0: A2C's policy-gradient loss)"})

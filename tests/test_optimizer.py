@@ -294,7 +294,7 @@ def test_exact_2018_restores_every_2018_value_the_defaults_change():
     defaults = TrainConfig(num_envs=8, seed=3)
     changed = [name for name, value in {**HYPERPARAMETERS_2018, **BEHAVIOUR_2018}.items()
                if getattr(defaults, name) != value]
-    assert {"vf_coef", "optimizer", "life_loss_terminal"} <= set(changed), changed
+    assert {"vf_coef", "optimizer", "life_loss_terminal", "life_loss_penalty"} <= set(changed), changed
     restored = as_2018(defaults)
     for name, value in {**HYPERPARAMETERS_2018, **BEHAVIOUR_2018}.items():
         assert getattr(restored, name) == value, name
@@ -310,11 +310,13 @@ def test_a_run_saved_before_the_optimizer_options_resumes_with_the_2018_optimize
     folder.mkdir(parents=True)
     (folder / "model.ckpt.index").write_bytes(b"")
     old_config = {k: v for k, v in TrainConfig(num_envs=2, nsteps=2048, noptepochs=4).to_dict().items()
-                  if k not in ("optimizer", "normalize_advantages", "clip_range", "exact_2018", "life_loss_terminal")}
+                  if k not in ("optimizer", "normalize_advantages", "clip_range", "exact_2018", "life_loss_terminal",
+                               "life_loss_penalty")}
     (folder / "state.json").write_text(json.dumps({"training": {"update": 4}, "config": old_config}))
     args = agent.build_parser().parse_args(["--resume", str(folder)])
     config, checkpoint_dir, run_dir = agent.resumed_config(args, {"resume"})
     assert (config.optimizer, config.normalize_advantages, config.clip_range) == ("rmsprop-2018", False, 0.0)
     assert config.life_loss_terminal is False and TrainConfig().life_loss_terminal is True   # lives were not looked at
+    assert config.life_loss_penalty == 0.0 and TrainConfig().life_loss_penalty > 0
     assert config.noptepochs == 4 and config.nsteps == 2048          # what the file holds is kept
     assert checkpoint_dir == str(folder) and run_dir == str(tmp_path / "runs" / "old")
