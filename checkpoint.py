@@ -5,6 +5,7 @@
     runs/<name>/checkpoints/000120/           one checkpoint: model.ckpt.* (weights and RMSProp slots)
                                               and state.json (counters, random states, episode window)
     runs/<name>/checkpoints/latest, best      one line each: the folder name of that checkpoint
+    runs/<name>/.lock                         held (flock) by the process training the run; holds its pid
     models/latest                             one line: the newest checkpoint of any run (play.py's default)
 
 A checkpoint is written into a temporary folder beside its final place, flushed, then renamed: the rename is
@@ -12,6 +13,7 @@ atomic, so a kill leaves either the old set of checkpoints or the new one, never
 `--resume` reads. Pointers are replaced the same way. Leftover temporary folders are removed on the next start.
 """
 import errno
+import fcntl
 import glob
 import json
 import os
@@ -23,6 +25,7 @@ from errors import CheckpointError  # noqa: F401  (raised here; checkpoint.Check
 CHECKPOINT_FILE = "model.ckpt"
 STATE_FILE = "state.json"
 TMP_MARK = ".tmp-"
+LOCK_FILE = ".lock"
 
 
 def _fsync_dir(path: str) -> None:
@@ -111,6 +114,31 @@ class RunFolder:
         self.path = path
         self.models_dir = models_dir
         self.checkpoints_dir = os.path.join(path, "checkpoints")
+        self._lock_fd = None   # the open .lock file while this process holds the run
+
+    # -- one trainer at a time
+    def lock(self) -> None:
+        """Hold the run for this process until unlock(). A second process training the same folder (a resume
+        started while the run still trains) would trim its table, prune its checkpoints and write over them.
+        The lock is the OS's (flock on .lock), so it ends with the process, however the process ends; the file
+        stays. Raises CheckpointError, having touched nothing else, when another process holds it."""
+        ensure_writable(self.path, "runs")
+        fd = os.open(os.path.join(self.path, LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise CheckpointError(f"the run {self.path!r} is being trained by another process (pid {holder}): wait "
+                                  f"for it to end, or stop it (kill -INT {holder}) and resume then") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._lock_fd = fd
+
+    def unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)   # closing the file releases the flock
+            self._lock_fd = None
 
     # -- creation
     def create(self, config: dict) -> None:
@@ -139,7 +167,8 @@ class RunFolder:
             checkpoints = os.listdir(self.checkpoints_dir) if os.path.isdir(self.checkpoints_dir) else []
         except FileNotFoundError:
             return True
-        unused = all(n in ("config.json", "checkpoints") or n.startswith("events.out.tfevents.") for n in names)
+        unused = all(n in ("config.json", "checkpoints", LOCK_FILE) or n.startswith("events.out.tfevents.")
+                     for n in names)
         if not unused or checkpoints:
             return False
         remove_tree(self.path)

@@ -611,15 +611,24 @@ class Learner:
             self.model.load(resolve_checkpoint(init_weights, self.config.models_dir))
         self.runner = make_runner(self.env, self.model, self.env_rngs, self.config)
         self.new_folder = not os.path.exists(self.run.path)   # removed again when no update ends
+        self.run.lock()   # before anything in the folder changes: refused while another process trains it
+        try:
+            self._write_run_folder(resume_from, stream)
+        except BaseException:
+            self.run.unlock()
+            raise
+        if resume_from:
+            self.logger.print(f"resuming {resume_from}: update {self.state.update}, {self.state.timesteps:,} steps")
+        self.estimate = TimeEstimate(self.batch_size, self.nupdates - self.state.update, self.logger.print,
+                                     resumed=bool(resume_from))
+
+    def _write_run_folder(self, resume_from, stream) -> None:
+        """config.json; on resume from this run, the table and checkpoints after it dropped; the logger."""
         self.run.create(dict(self.run.read_config(), **self.saved_config) if resume_from else self.saved_config)
         if resume_from and os.path.dirname(os.path.abspath(resume_from)) == os.path.abspath(self.run.checkpoints_dir):
             self.run.discard_after(self.state.update)
         self.logger = RunLogger(self.run.path, self.config.total_timesteps, self.state.timesteps,
                                 self.config.progress, stream=stream)
-        if resume_from:
-            self.logger.print(f"resuming {resume_from}: update {self.state.update}, {self.state.timesteps:,} steps")
-        self.estimate = TimeEstimate(self.batch_size, self.nupdates - self.state.update, self.logger.print,
-                                     resumed=bool(resume_from))
 
     def _restore(self, state: TrainingState) -> None:
         self.state, self.saved_update = state, state.update
@@ -631,9 +640,11 @@ class Learner:
         self.t_start = time.time() - state.elapsed
 
     def close(self) -> None:
+        if self.logger is not None:
+            self.logger.close()
+        self.run.unlock()
         if self.logger is None:
             return
-        self.logger.close()
         if self.new_folder and self.state.update == 0:   # no update ended: leave no run folder behind
             removed = self.run.remove_if_unused()
             self.logger.print(f"{'removed' if removed else 'kept'} the run folder {self.run.path} (no update ended)")

@@ -172,6 +172,31 @@ def test_config_change_is_refused_without_allow_config_change(agent_run, tmp_pat
     assert [int(r["nupdates"]) for r in rows(run)] == [1, 2, 3]
 
 
+def test_a_run_that_another_process_trains_is_refused_and_left_as_it_was(agent_run, tmp_path, capsys):
+    """Two processes on one run folder would trim each other's table and prune or overwrite each other's
+    checkpoints (seen: a benchmark resumed a run that was still finishing). The trainer holds the folder's lock;
+    a second --resume gets one error line naming the holder, exit 2, and changes no file; once the lock is
+    released, the same command resumes."""
+    import agent
+    from checkpoint import RunFolder
+    run, base = agent_run
+    holder = RunFolder(str(run))
+    holder.lock()   # as a process still training the run holds it (flock: another descriptor is refused)
+    try:
+        capsys.readouterr()
+        before = tree_snapshot(tmp_path)
+        command = ["--resume", str(run), "--total-timesteps", "128", *base]
+        code = call_bounded(lambda: agent.main(command), 120)
+        assert code == 2
+        assert_one_error_line(capsys.readouterr().err, "is being trained by another process",
+                              f"(pid {os.getpid()})", f"kill -INT {os.getpid()}")
+        assert tree_snapshot(tmp_path) == before, "a refused resume changed files"
+    finally:
+        holder.unlock()
+    assert call_bounded(lambda: agent.main(command), 300) == 0
+    assert [int(r["nupdates"]) for r in rows(run)] == [1, 2]
+
+
 # ----------------------------------------------------------------------------- the 2018 scripts' checkpoints
 
 @pytest.fixture
