@@ -640,11 +640,10 @@ class Learner:
         self.t_start = time.time() - state.elapsed
 
     def close(self) -> None:
-        if self.logger is not None:
-            self.logger.close()
-        self.run.unlock()
-        if self.logger is None:
+        if self.logger is None:   # start() failed before the folder was written, and let go of the lock
             return
+        self.logger.close()
+        self.run.unlock()
         if self.new_folder and self.state.update == 0:   # no update ended: leave no run folder behind
             removed = self.run.remove_if_unused()
             self.logger.print(f"{'removed' if removed else 'kept'} the run folder {self.run.path} (no update ended)")
