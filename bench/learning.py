@@ -49,8 +49,9 @@ def options(optimizer: str, normalize: bool, epochs: int, minibatches: int, lr: 
 
 
 def life_cut_defaults(**changes) -> list:
-    """The agent.py options of the defaults since --life-loss-terminal, spelled out (so that a later change of the
-    defaults cannot change these configurations), with `changes` (options() arguments) applied."""
+    """The agent.py options of the defaults from --life-loss-terminal until --life-loss-penalty (no penalty), spelled
+    out (so that a later change of the defaults cannot change these configurations), with `changes` (options()
+    arguments) applied: life_penalty="0.25" gives the present defaults."""
     settings = dict(optimizer="adam", normalize=True, epochs=4, minibatches=8, lr="2e-4", cap="1", max_kl="0.02",
                     vf_coef="5.0", life_loss=True)
     return options(**{**settings, **changes})
@@ -108,7 +109,7 @@ CONFIGS = {
                                                      ent_coef="0.02"),
     "adam-norm-4x8-cap1-kl0.02-vf10": options("adam", True, 4, 8, "2e-4", cap="1", max_kl="0.02", vf_coef="10.0"),
     "adam-norm-4x8-cap1-kl0.02-ent0.001": options("adam", True, 4, 8, "2e-4", cap="1", max_kl="0.02", ent_coef="0.001"),
-    # = "defaults":
+    # the defaults from --life-loss-terminal until --life-loss-penalty:
     "adam-norm-4x8-cap1-kl0.02-vf5-life": life_cut_defaults(),
     "adam-norm-4x8-cap1-kl0.04-vf5-life": life_cut_defaults(max_kl="0.04"),
     "adam-norm-4x8-lr4e-4-cap1-kl0.02-vf5-life": life_cut_defaults(lr="4e-4"),
@@ -120,7 +121,7 @@ CONFIGS = {
     "adam-norm-4x8-cap1-kl0.02-vf5-life-lam0.98": life_cut_defaults(lam="0.98"),
     "adam-raw-4x8-cap1-kl0.02-vf5-life-ent0.001": life_cut_defaults(normalize=False, ent_coef="0.001"),
     "adam-norm-4x8-cap1-kl0.02-vf5-life-pen0.1": life_cut_defaults(life_penalty="0.1"),
-    "adam-norm-4x8-cap1-kl0.02-vf5-life-pen0.25": life_cut_defaults(life_penalty="0.25"),
+    "adam-norm-4x8-cap1-kl0.02-vf5-life-pen0.25": life_cut_defaults(life_penalty="0.25"),   # = "defaults"
     "adam-norm-4x8-cap1-kl0.02-vf5-life-pen0.5": life_cut_defaults(life_penalty="0.5"),
     "adam-norm-4x8-cap1-kl0.02-vf5-life-pen1": life_cut_defaults(life_penalty="1.0"),
     "adam-raw-4x8": options("adam", False, 4, 8, "2e-4"),
