@@ -556,7 +556,8 @@ def train(policy, env, config: TrainConfig, *, run_dir=None, resume_from=None, i
 
     resume_from: a checkpoint folder to continue exactly (weights, optimizer slots, counters, random states,
     episode window); init_weights: a TF checkpoint whose weights start a new run. run_dir: the run folder
-    (default runs/<game>-<time>). callback(stats) is called after every update. Returns the run folder.
+    (default runs/<game>-<time>). callback(stats) is called after every update (stats: update, timesteps, fps,
+    timings, and `episodes`, the episode dicts that ended in it). Returns the run folder.
 
     The progress bar counts agent steps as they are collected. Ctrl-C / SIGTERM: the step in hand ends, the last
     update is saved, then RunStopped is raised (its exit_code for the caller). Nothing untrained is ever saved:
@@ -698,7 +699,8 @@ class Learner:
         if callback:
             callback(dict(update=self.state.update, timesteps=self.state.timesteps, fps=fps,
                           t_sample=t_sampled - t_update, t_train=t_trained - t_sampled, t_update=time.time() - t_update,
-                          minibatch_steps=minibatch_steps, **getattr(self.runner, "last_transfer", {})))
+                          minibatch_steps=minibatch_steps, episodes=list(new_episodes),
+                          **getattr(self.runner, "last_transfer", {})))
         update = self.state.update
         if update % config.log_interval == 0 or update == 1 or update == self.nupdates:
             row = table_row(self.state, fps, losses, values, returns, current_lr, minibatch_steps)
