@@ -19,6 +19,13 @@ Faults: an actor whose process or node is lost mid-rollout is restarted by Ray (
 rebuilds its envs), never retried silently (max_task_retries 0): the sampler counts the restart, waits for
 the actor and collects that worker's rollout again; the rest of the batch is kept.
 
+Joining a running cluster (`--ray-address auto` or HOST:PORT): `check_address` asks the head in a few seconds
+whether it answers, and says in one line what is wrong when it does not. A head started by `ray start --head`
+where a token exists (~/.ray/auth_token) wants that token from every client, but Ray sends it only in token
+mode, which it turns on by itself for `ray start --head` and ray.init('auto') alone: `auth_mode` finds the
+token where Ray looks for it and the driver joins in token mode (`use_auth_mode`), so the learner needs no
+RAY_AUTH_MODE of its own.
+
 Only `--backend ray` imports this module. It imports ray but not TensorFlow: the workers and the runner import
 `model` (and so TensorFlow) when they start.
 """
@@ -215,7 +222,8 @@ class RolloutWorker:
 
 def check_address(address: str, timeout: float = 3.0) -> str:
     """'auto' or 'host:port' of a running Ray cluster -> 'host:port'. Raises ConfigError within about
-    timeout + PROBE_TIMEOUT_S when no cluster answers there (ray.init itself would retry for minutes)."""
+    timeout + PROBE_TIMEOUT_S when no cluster answers there (ray.init itself would retry for minutes), or when
+    the cluster wants a token that this machine does not have (see auth_mode)."""
     from ray._private.services import canonicalize_bootstrap_address_or_die
     hint = ("start one with `ray start --head` on the learner machine, or use --ray-address '' to start Ray on "
             "this machine only")
@@ -232,19 +240,33 @@ def check_address(address: str, timeout: float = 3.0) -> str:
     except OSError as error:
         raise ConfigError(f"--ray-address {address!r}: no Ray cluster answers at {resolved} ({error_line(error)}): "
                           f"{hint}") from None
-    probe = ("import sys, ray\n"
-             "ray._raylet.GcsClient(address=sys.argv[1]).internal_kv_get(b'session_name', namespace=None, timeout=5)")
-    env = dict(os.environ, RAY_py_gcs_connect_timeout_s="3", RAY_gcs_rpc_server_connect_timeout_s="1")
-    try:
-        result = subprocess.run([sys.executable, "-c", probe, resolved], env=env, capture_output=True, text=True,
-                                timeout=PROBE_TIMEOUT_S)
-        failed = result.returncode != 0 and (result.stderr.strip().splitlines() or ["no answer"])[-1]
-    except subprocess.TimeoutExpired:
-        failed = f"no answer within {PROBE_TIMEOUT_S} s"
+    mode, token_from = auth_mode()
+    failed = probe(resolved, mode)
+    if failed and "AuthenticationError" in failed:
+        raise ConfigError(f"--ray-address {address!r}: {token_problem(resolved, mode, token_from)}")
     if failed:
         raise ConfigError(f"--ray-address {address!r}: something listens at {resolved} but no Ray cluster answers "
                           f"there ({failed}): give the head's address and port (6379 by default), or {hint}")
     return resolved
+
+
+def probe(resolved: str, mode=None):
+    """Ask the Ray head at `resolved` for a key, in a process of its own (a Ray client cannot be stopped from
+    retrying in this one), with RAY_AUTH_MODE `mode` (None: unset). -> None when it answered, else the last
+    line of what went wrong."""
+    code = ("import sys, ray\n"
+            "ray._raylet.GcsClient(address=sys.argv[1]).internal_kv_get(b'session_name', namespace=None, timeout=5)")
+    env = dict(os.environ, RAY_py_gcs_connect_timeout_s="3", RAY_gcs_rpc_server_connect_timeout_s="1")
+    if mode:
+        env["RAY_AUTH_MODE"] = mode
+    try:
+        result = subprocess.run([sys.executable, "-c", code, resolved], env=env, capture_output=True, text=True,
+                                timeout=PROBE_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        return f"no answer within {PROBE_TIMEOUT_S} s"
+    if result.returncode == 0:
+        return None
+    return (result.stderr.strip().splitlines() or ["no answer"])[-1]
 
 
 def error_line(error: BaseException) -> str:
@@ -276,8 +298,81 @@ def connect(address: str, num_cpus=None, code_paths=(), verbose: bool = False) -
     if address == "":
         ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, **options)
         return True
-    ray.init(address=check_address(address), **options)
+    resolved = check_address(address)
+    use_auth_mode(auth_mode()[0])
+    ray.init(address=resolved, **options)
     return False
+
+
+# ----------------------------------------------------------------------------- the cluster's token
+
+TOKEN_FILE = "~/.ray/auth_token"   # where `ray start --head` and `ray get-auth-token --generate` keep the token
+TOKEN_HELP = (f"copy the head's {TOKEN_FILE} to this machine's {TOKEN_FILE}, or set RAY_AUTH_TOKEN to the token "
+              "(`ray get-auth-token` on the head prints it) or RAY_AUTH_TOKEN_PATH to a file holding it")
+
+
+def token_source():
+    """Where Ray will read the cluster token from on this machine, in Ray's own order: RAY_AUTH_TOKEN, the file
+    RAY_AUTH_TOKEN_PATH names, ~/.ray/auth_token. -> 'RAY_AUTH_TOKEN' or the file's path (followed by
+    '(RAY_AUTH_TOKEN_PATH)' when that names it), or None when there is no token.
+    ConfigError when RAY_AUTH_TOKEN_PATH names no token: Ray would abort the process on it."""
+    if os.environ.get("RAY_AUTH_TOKEN", "").strip():
+        return "RAY_AUTH_TOKEN"
+    path = os.environ.get("RAY_AUTH_TOKEN_PATH", "")
+    if path:
+        if not read_token(path):
+            raise ConfigError(f"RAY_AUTH_TOKEN_PATH is {path!r}, which holds no token (missing, unreadable or "
+                              f"empty): point it at a copy of the head's {TOKEN_FILE}, or unset it")
+        return f"{path} (RAY_AUTH_TOKEN_PATH)"
+    if read_token(os.path.expanduser(TOKEN_FILE)):
+        return os.path.expanduser(TOKEN_FILE)
+    return None
+
+
+def read_token(path: str) -> str:
+    try:
+        with open(path) as file:
+            return file.read().strip()
+    except (OSError, UnicodeDecodeError):
+        return ""
+
+
+def auth_mode() -> tuple:
+    """(RAY_AUTH_MODE to join a cluster with, token_source()): the user's RAY_AUTH_MODE when set, else 'token'
+    when this machine has a token, else None. A head started by `ray start --head` where a token exists wants
+    it, but Ray turns token mode on by itself only for `ray start --head` and ray.init('auto'), not for a
+    HOST:PORT (nor for `ray start --address` or `ray status`); a cluster without tokens accepts a client that
+    sends one. ConfigError when token mode is asked for and there is no token (Ray would abort the process)."""
+    token_from = token_source()
+    mode = os.environ.get("RAY_AUTH_MODE") or ("token" if token_from else None)
+    if mode == "token" and not token_from:
+        raise ConfigError(f"RAY_AUTH_MODE is 'token' but this machine has no Ray token: {TOKEN_HELP}")
+    return mode, token_from
+
+
+def token_problem(resolved: str, mode, token_from) -> str:
+    """The one line for a head at `resolved` that refused this machine's token, or the lack of one."""
+    if not token_from:
+        return f"the Ray cluster at {resolved} wants a token and this machine has none: {TOKEN_HELP}"
+    if mode != "token":
+        return (f"the Ray cluster at {resolved} wants a token, and RAY_AUTH_MODE is {mode!r} here: unset it (the "
+                f"token is in {token_from})")
+    if token_from == "RAY_AUTH_TOKEN":
+        fix = "set it to the head's token (`ray get-auth-token` on the head prints it), or unset it"
+    else:
+        fix = (f"replace that file with a copy of the head's {TOKEN_FILE}, or set RAY_AUTH_TOKEN to the head's "
+               "token (`ray get-auth-token` on the head prints it)")
+    return f"the Ray cluster at {resolved} refused the token in {token_from}: {fix}"
+
+
+def use_auth_mode(mode) -> None:
+    """Make this process join Ray in `mode` (None: leave it as it is). The workers on a machine get theirs from
+    the `ray start` that started it, so the token stays out of the job's runtime_env, which the cluster keeps
+    in the clear."""
+    if mode and os.environ.get("RAY_AUTH_MODE") != mode:
+        from ray._raylet import Config
+        os.environ["RAY_AUTH_MODE"] = mode
+        Config.initialize("")   # Ray reads RAY_AUTH_MODE when it is imported; this makes it read it again
 
 
 def check_cpus(num_workers: int, cpus=None, nodes=None) -> None:
@@ -290,7 +385,8 @@ def check_cpus(num_workers: int, cpus=None, nodes=None) -> None:
         raise ConfigError(f"--num-workers {num_workers} needs {num_workers} CPUs (one per worker), but the Ray "
                           f"cluster has {cpus} CPU{'s' if cpus != 1 else ''} on {nodes} machine"
                           f"{'s' if nodes != 1 else ''}: use --num-workers {cpus} or fewer (with more "
-                          "--envs-per-worker), or add machines with `ray start --address=HEAD:6379`")
+                          "--envs-per-worker), or add machines with `RAY_AUTH_MODE=token ray start "
+                          "--address=HEAD:6379` (README, section 'Training on a cluster')")
 
 
 def user_error(error: RayActorError):
