@@ -22,9 +22,9 @@ the actor and collects that worker's rollout again; the rest of the batch is kep
 Joining a running cluster (`--ray-address auto` or HOST:PORT): `check_address` asks the head in a few seconds
 whether it answers, and says in one line what is wrong when it does not. A head started by `ray start --head`
 where a token exists (~/.ray/auth_token) wants that token from every client, but Ray sends it only in token
-mode, which it turns on by itself for `ray start --head` and ray.init('auto') alone: `auth_mode` finds the
-token where Ray looks for it and the driver joins in token mode (`use_auth_mode`), so the learner needs no
-RAY_AUTH_MODE of its own.
+mode, which it turns on by itself for `ray start --head` and ray.init('auto') alone: when the head refuses a
+client without a token, `ask_head` finds the token where Ray looks for it and the driver joins in token mode
+(`use_auth_mode`), so the learner needs no RAY_AUTH_MODE of its own.
 
 Only `--backend ray` imports this module. It imports ray but not TensorFlow: the workers and the runner import
 `model` (and so TensorFlow) when they start.
@@ -222,8 +222,14 @@ class RolloutWorker:
 
 def check_address(address: str, timeout: float = 3.0) -> str:
     """'auto' or 'host:port' of a running Ray cluster -> 'host:port'. Raises ConfigError within about
-    timeout + PROBE_TIMEOUT_S when no cluster answers there (ray.init itself would retry for minutes), or when
-    the cluster wants a token that this machine does not have (see auth_mode)."""
+    timeout + 2 x PROBE_TIMEOUT_S when no cluster answers there (ray.init itself would retry for minutes), or
+    when the cluster wants a token that this machine does not have or that it refuses (see ask_head)."""
+    return reach(address, timeout)[0]
+
+
+def reach(address: str, timeout: float = 3.0) -> tuple:
+    """check_address's work. -> ('host:port', the RAY_AUTH_MODE to join the cluster with: None to leave it as
+    it is here, or 'token')."""
     from ray._private.services import canonicalize_bootstrap_address_or_die
     hint = ("start one with `ray start --head` on the learner machine, or use --ray-address '' to start Ray on "
             "this machine only")
@@ -240,14 +246,13 @@ def check_address(address: str, timeout: float = 3.0) -> str:
     except OSError as error:
         raise ConfigError(f"--ray-address {address!r}: no Ray cluster answers at {resolved} ({error_line(error)}): "
                           f"{hint}") from None
-    mode, token_from = auth_mode()
-    failed = probe(resolved, mode)
+    mode, failed = ask_head(resolved)
     if failed and "AuthenticationError" in failed:
-        raise ConfigError(f"--ray-address {address!r}: {token_problem(resolved, mode, token_from)}")
+        raise ConfigError(f"--ray-address {address!r}: {token_problem(resolved, mode, token_source())}")
     if failed:
         raise ConfigError(f"--ray-address {address!r}: something listens at {resolved} but no Ray cluster answers "
                           f"there ({failed}): give the head's address and port (6379 by default), or {hint}")
-    return resolved
+    return resolved, mode
 
 
 def probe(resolved: str, mode=None):
@@ -298,8 +303,8 @@ def connect(address: str, num_cpus=None, code_paths=(), verbose: bool = False) -
     if address == "":
         ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, **options)
         return True
-    resolved = check_address(address)
-    use_auth_mode(auth_mode()[0])
+    resolved, mode = reach(address)
+    use_auth_mode(mode)
     ray.init(address=resolved, **options)
     return False
 
@@ -337,17 +342,23 @@ def read_token(path: str) -> str:
         return ""
 
 
-def auth_mode() -> tuple:
-    """(RAY_AUTH_MODE to join a cluster with, token_source()): the user's RAY_AUTH_MODE when set, else 'token'
-    when this machine has a token, else None. A head started by `ray start --head` where a token exists wants
-    it, but Ray turns token mode on by itself only for `ray start --head` and ray.init('auto'), not for a
-    HOST:PORT (nor for `ray start --address` or `ray status`); a cluster without tokens accepts a client that
-    sends one. ConfigError when token mode is asked for and there is no token (Ray would abort the process)."""
-    token_from = token_source()
-    mode = os.environ.get("RAY_AUTH_MODE") or ("token" if token_from else None)
+def ask_head(resolved: str) -> tuple:
+    """Probe the head at `resolved` in this process's RAY_AUTH_MODE, and when that is unset, the head wants a
+    token and this machine has one, again in token mode. -> (the RAY_AUTH_MODE of the last probe, None or what
+    it says went wrong). ConfigError when RAY_AUTH_MODE is 'token' and there is no token (Ray would abort).
+
+    A head started by `ray start --head` where a token exists wants it, but Ray turns token mode on by itself
+    only for `ray start --head` and ray.init('auto'), not for a HOST:PORT (nor `ray start --address`, `ray
+    status`). Not token mode whenever a token is here: a driver in token mode wants the token from the workers
+    that call it back, and the workers of a cluster without tokens send none (its actors never start)."""
+    mode, token_from = os.environ.get("RAY_AUTH_MODE") or None, token_source()
     if mode == "token" and not token_from:
         raise ConfigError(f"RAY_AUTH_MODE is 'token' but this machine has no Ray token: {TOKEN_HELP}")
-    return mode, token_from
+    failed = probe(resolved, mode)
+    if failed and "AuthenticationError" in failed and mode is None and token_from:
+        mode = "token"
+        failed = probe(resolved, mode)
+    return mode, failed
 
 
 def token_problem(resolved: str, mode, token_from) -> str:

@@ -37,29 +37,26 @@ def no_token(monkeypatch, tmp_path):
 
 
 def test_the_token_is_found_where_ray_looks_in_its_order(no_token, monkeypatch, tmp_path):
-    assert ray_backend.token_source() is None and ray_backend.auth_mode() == (None, None)
+    assert ray_backend.token_source() is None
     token_home(str(tmp_path))
     assert ray_backend.token_source() == str(tmp_path / ".ray" / "auth_token")
-    assert ray_backend.auth_mode()[0] == "token"
     path = tmp_path / "copied_token"
     path.write_text("x" * 64)
     monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(path))
     assert ray_backend.token_source() == f"{path} (RAY_AUTH_TOKEN_PATH)"
     monkeypatch.setenv("RAY_AUTH_TOKEN", "y" * 64)
     assert ray_backend.token_source() == "RAY_AUTH_TOKEN"
-    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")   # set by the user: kept
-    assert ray_backend.auth_mode() == ("disabled", "RAY_AUTH_TOKEN")
 
 
 def test_a_token_path_without_a_token_or_token_mode_without_one_is_one_line(no_token, monkeypatch, tmp_path):
-    """Ray aborts the process (a C++ check) on either: they are refused first."""
+    """Ray aborts the process (a C++ check) on either: they are refused before the head is asked."""
     monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(tmp_path / "missing"))
     with pytest.raises(ConfigError, match="RAY_AUTH_TOKEN_PATH is .*missing.* holds no token"):
-        ray_backend.auth_mode()
+        ray_backend.ask_head(f"127.0.0.1:{free_port()}")
     monkeypatch.delenv("RAY_AUTH_TOKEN_PATH")
     monkeypatch.setenv("RAY_AUTH_MODE", "token")
     with pytest.raises(ConfigError) as caught:
-        ray_backend.auth_mode()
+        ray_backend.ask_head(f"127.0.0.1:{free_port()}")
     message = str(caught.value)
     assert "\n" not in message and "RAY_AUTH_TOKEN " in message and "RAY_AUTH_TOKEN_PATH" in message
     assert "~/.ray/auth_token" in message
@@ -141,6 +138,24 @@ def test_a_missing_or_wrong_token_is_one_line_naming_what_to_set(head, tmp_path,
     assert len(errors) == 1 and errors[0].startswith("error: --ray-address"), errors
     assert all(text in errors[0] for text in expected), errors[0]
     assert not (tmp_path / "runs" / "t").exists()
+
+
+@pytest.mark.slow
+def test_token_mode_only_for_a_head_that_wants_the_token(head, no_token, monkeypatch, tmp_path):
+    """With a token at hand and RAY_AUTH_MODE unset, the learner joins the tests' head in token mode, and a head
+    started without tokens as it is: a driver in token mode would refuse that cluster's workers (its actors
+    never start)."""
+    monkeypatch.setenv("HOME", head.home)
+    assert ray_backend.ask_head(head.address) == ("token", None)
+    port = free_port()
+    open_head = RayNode(["--head", "--port", str(port), "--num-cpus", "0", "--include-dashboard", "false",
+                         "--ray-client-server-port", str(free_port()), "--dashboard-port", str(free_port())],
+                        clean_env(str(tmp_path), RAY_AUTH_MODE="disabled"))
+    try:
+        assert ray_backend.ask_head(f"127.0.0.1:{port}") == (None, None)
+    finally:
+        left = open_head.stop()
+    assert not left, f"processes of the test's second head left running: {left}"
 
 
 @pytest.mark.slow
