@@ -125,6 +125,9 @@ def train(args, explicit: set) -> str:
         raise ConfigError(f"--levels {config.levels!r} names no level: give level names separated by commas")
     levels = chosen or envs.default_levels(game)
     envs.check_levels(game, levels)
+    if config.eval_every or config.video_every:   # a wrong --eval-levels (or no Sonic ROM for it) answers now
+        from monitor import evaluation_levels
+        evaluation_levels(config.eval_levels, game)
     # default: one env per chosen level, else as many as env.LEVELS has (13; the default game repeats its level)
     if config.backend == "ray":   # the workers hold the envs (a typed --num-envs must agree: validate)
         config.num_envs = config.num_envs if "num_envs" in explicit else config.num_workers * config.envs_per_worker

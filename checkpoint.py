@@ -26,6 +26,13 @@ CHECKPOINT_FILE = "model.ckpt"
 STATE_FILE = "state.json"
 TMP_MARK = ".tmp-"
 LOCK_FILE = ".lock"
+# the agent that ships with the project (weights only; models/README.md says how it was made), and its game
+SHIPPED_AGENT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "models", "airstriker")
+SHIPPED_GAME = "Airstriker-Genesis-v0"
+
+
+class NoCheckpointError(CheckpointError):
+    """'latest' names nothing: no models/latest and no 2018 checkpoint in the models folder."""
 
 
 def _fsync_dir(path: str) -> None:
@@ -180,11 +187,13 @@ class RunFolder:
             shutil.rmtree(leftover, ignore_errors=True) if os.path.isdir(leftover) else os.remove(leftover)
 
     # -- saving
-    def save(self, update: int, save_weights, state: dict, keep: int, score=None) -> str:
+    def save(self, update: int, save_weights, state: dict, keep: int, score=None,
+             score_kind: str = "ep_return_mean") -> str:
         """Write checkpoint `update` atomically, move the pointers, prune old ones; returns its folder.
 
-        save_weights(prefix) writes the TF files; state is JSON-able. `score` (mean episode return) decides
-        the best checkpoint. On any failure the temporary folder is removed and CheckpointError raised:
+        save_weights(prefix) writes the TF files; state is JSON-able. `score` decides the best checkpoint
+        (None: no candidate); `score_kind` says what it measures ('ep_return_mean', the training episodes' mean
+        return, or 'eval_return_mean', an evaluation's): a score of another kind than the best's replaces it. On any failure the temporary folder is removed and CheckpointError raised:
         the previous checkpoints and pointers are untouched.
         """
         name = f"{update:06d}"
@@ -195,7 +204,7 @@ class RunFolder:
             shutil.rmtree(tmp, ignore_errors=True)
             os.makedirs(tmp)
             save_weights(os.path.join(tmp, CHECKPOINT_FILE))
-            state = dict(state, score=score)
+            state = dict(state, score=score, score_kind=score_kind)
             with open(os.path.join(tmp, STATE_FILE), "w") as fh:
                 json.dump(state, fh)
                 fh.flush()
@@ -209,7 +218,7 @@ class RunFolder:
             renamed = True
             _fsync_dir(self.checkpoints_dir)
             write_atomic(os.path.join(self.checkpoints_dir, "latest"), name)
-            if score is not None and self._is_best(score):
+            if score is not None and self._is_best(score, score_kind):
                 write_atomic(os.path.join(self.checkpoints_dir, "best"), name)
             os.makedirs(self.models_dir, exist_ok=True)
             write_atomic(os.path.join(self.models_dir, "latest"), os.path.abspath(final))
@@ -225,11 +234,14 @@ class RunFolder:
         self.prune(keep)
         return final
 
-    def _is_best(self, score: float) -> bool:
+    def _is_best(self, score: float, score_kind: str) -> bool:
         best = read_pointer(os.path.join(self.checkpoints_dir, "best"))
         if best is None or not is_checkpoint(os.path.join(self.checkpoints_dir, best)):
             return True
-        best_score = load_state(os.path.join(self.checkpoints_dir, best)).get("score")
+        best_state = load_state(os.path.join(self.checkpoints_dir, best))
+        best_score = best_state.get("score")
+        if best_state.get("score_kind", "ep_return_mean") != score_kind:   # evaluations turned on by a resume
+            return True
         return best_score is None or score > best_score
 
     def checkpoints(self) -> list:
@@ -305,11 +317,12 @@ def resolve_checkpoint(spec: str, models_dir: str = "models", option: str = "--c
     if spec == "latest":
         path = read_pointer(os.path.join(models_dir, "latest"))
         if path is None:
-            legacy = sorted((d for d in glob.glob(os.path.join(glob.escape(models_dir), "*", CHECKPOINT_FILE + ".index"))),
+            legacy = sorted((d for d in glob.glob(os.path.join(glob.escape(models_dir), "*", CHECKPOINT_FILE + ".index"))
+                             if os.path.abspath(os.path.dirname(d)) != SHIPPED_AGENT),
                             key=lambda p: int(os.path.basename(os.path.dirname(p)))
                             if os.path.basename(os.path.dirname(p)).isdigit() else -1)
             if not legacy:
-                raise CheckpointError(f"no checkpoint found: {models_dir}/latest does not exist. Train first "
+                raise NoCheckpointError(f"no checkpoint found: {models_dir}/latest does not exist. Train first "
                                       f"(python agent.py) or name a checkpoint with {option} PATH")
             return legacy[-1][: -len(".index")]
     if os.path.isdir(os.path.join(path, "checkpoints")):
@@ -323,3 +336,21 @@ def resolve_checkpoint(spec: str, models_dir: str = "models", option: str = "--c
         raise CheckpointError(f"checkpoint {spec!r} not found (looked for {path}.index): give a run folder, "
                               "a checkpoint folder, a TF checkpoint prefix such as models/260/model.ckpt, or 'latest'")
     return path
+
+
+def resolve_watched(spec: str, models_dir: str, game: str) -> tuple:
+    """play.py's and evaluate.py's --checkpoint -> (TF checkpoint prefix, a notice line or None). As
+    resolve_checkpoint, but where 'latest' names nothing trained yet, the shipped agent plays its own game (a
+    fresh clone can watch an agent at once); on another game one line says what to do."""
+    try:
+        return resolve_checkpoint(spec, models_dir), None
+    except NoCheckpointError:
+        shipped = os.path.join(SHIPPED_AGENT, CHECKPOINT_FILE)
+        if game == SHIPPED_GAME and os.path.isfile(shipped + ".index"):
+            return shipped, (f"no trained agent yet ({models_dir}/latest does not exist): playing the agent shipped "
+                             f"in models/airstriker (models/README.md)")
+        if os.path.isfile(shipped + ".index"):
+            raise NoCheckpointError(f"no trained agent for {game} ({models_dir}/latest does not exist): train one "
+                                    f"with python agent.py, or watch the agent shipped for the embedded game with "
+                                    f"--game {SHIPPED_GAME}") from None
+        raise

@@ -19,6 +19,7 @@ RESUMABLE_WITHOUT_CHANGE = frozenset({
     "total_timesteps", "log_interval", "keep_checkpoints", "restart_workers", "progress",
     "run_name", "runs_dir", "models_dir", "worker_timeout",
     "backend", "ray_address", "num_workers", "envs_per_worker",   # where envs run; a batch is the same (ray_backend)
+    "eval_every", "eval_episodes", "eval_levels", "video_every", "collapse_warning",   # watch, do not steer
 })
 
 
@@ -67,6 +68,12 @@ class TrainConfig:
     runs_dir: str = field(default="runs", metadata={"help": "folder that holds one folder per run"})
     models_dir: str = field(default="models", metadata={"help": "folder whose 'latest' file points at the newest checkpoint (what play.py loads)"})
     progress: bool = field(default=True, metadata={"help": "show a progress bar when the output is a terminal"})
+    # --- watching a run (monitor.py; README, 'Watching a Sonic run') ---
+    eval_every: int = field(default=0, metadata={"help": "updates between evaluations of the current weights on --eval-levels, in env processes of their own, the same seeds each time (0: none); each is a table row (eval_return_mean, eval_seconds) and a checkpoint, and 'best' then names the best evaluated checkpoint"})
+    eval_episodes: int = field(default=5, metadata={"help": "episodes of each evaluation level per evaluation"})
+    eval_levels: str = field(default="auto", metadata={"help": "'auto' (Sonic's held-out levels, else the trained game's level), 'held-out', 'train', 'default', or level names of the trained game, separated by commas"})
+    video_every: int = field(default=0, metadata={"help": "updates between videos of one episode of the current policy (sampled actions, the first of --eval-levels) as runs/NAME/videos/update_N.gif and in TensorBoard's images (0: none)"})
+    collapse_warning: float = field(default=0.1, metadata={"help": "warn (a line, and TensorBoard text) when the policy entropy falls below this fraction of its maximum ln(actions), or halves in one update: the policy has nearly stopped exploring (0: never)"})
     # --- robustness ---
     restart_workers: bool = field(default=False, metadata={"help": "restart an env worker that dies or raises, and go on"})
     worker_timeout: float = field(default=60.0, metadata={"help": "seconds an env worker may take for one step before it counts as hung"})
@@ -105,6 +112,12 @@ def validate(config: TrainConfig) -> None:
     check_number("--vf-coef", config.vf_coef, minimum=0)  # a negative weight would maximise the value error
     check_number("--ent-coef", config.ent_coef)
     check_number("--life-loss-penalty", config.life_loss_penalty, minimum=0)   # a negative one would pay for dying
+    check_number("--eval-every", config.eval_every, minimum=0)
+    check_number("--eval-episodes", config.eval_episodes, positive=True)
+    check_number("--video-every", config.video_every, minimum=0)
+    if not 0.0 <= config.collapse_warning < 1.0:   # also refuses NaN
+        raise ConfigError(f"--collapse-warning must lie in [0, 1) (a fraction of ln(actions); 0: never), "
+                          f"got {config.collapse_warning}")
     if not (0.0 <= config.gamma <= 1.0 and 0.0 <= config.lam <= 1.0):   # also refuses NaN
         raise ConfigError("--gamma and --lam must lie between 0 and 1")
     if config.run_name in (".", "..") or os.path.basename(config.run_name) != config.run_name:

@@ -7,8 +7,9 @@ Without the Sonic ROM the same functions build `Airstriker-Genesis-v0`, which sh
 Wrapper chain of one environment, innermost first (the Retro Contest's base env, then the seed's wrappers):
     stable_retro.make(game, state, scenario='contest')    RGB frames [224, 320, 3] uint8
     StickyFrameSkip(4 frames, stickprob 0.25)
+    LifeLoss                                              info['life_lost'] on a step whose 'lives' count fell
     TimeLimit(4500 agent steps)
-    EpisodeStats                                          raw episode return / length into info['episode']
+    EpisodeStats                                          raw episode return / length / level into info['episode']
     ActionsDiscretizer                                    Discrete(7) -> 12 Genesis buttons
     RewardScaler(0.01)
     PreprocessFrame                                       [96, 96, 1] uint8 gray
@@ -197,15 +198,18 @@ class LifeLoss(gym.Wrapper):
 
 
 class EpisodeStats(gym.Wrapper):
-    """On the last step of an episode, info['episode'] = {'r': raw return, 'l': length, 'progress': ...}.
+    """On the last step of an episode, info['episode'] = {'r': raw return, 'l': length, 'progress': ...,
+    'level': ...}.
 
     Placed before any reward scaling, so the return is in the game's own units. `progress` (Sonic only) is
     the best fraction of the level reached: the contest reward pays `finish_reward` for the whole level.
+    `level` (when given) names the level, so that a run on several levels can report each one's figures.
     """
 
-    def __init__(self, env, finish_reward=None):
+    def __init__(self, env, finish_reward=None, level=None):
         super().__init__(env)
         self.finish_reward = finish_reward
+        self.level = level
         self.episode_return, self.episode_length, self.best_return = 0.0, 0, 0.0
 
     def reset(self, **kwargs):
@@ -221,6 +225,8 @@ class EpisodeStats(gym.Wrapper):
             episode = {"r": self.episode_return, "l": self.episode_length, "truncated": bool(truncated and not terminated)}
             if self.finish_reward:
                 episode["progress"] = min(1.0, self.best_return / self.finish_reward)
+            if self.level is not None:
+                episode["level"] = self.level
             info = dict(info, episode=episode)
         return obs, reward, terminated, truncated, info
 
@@ -328,14 +334,15 @@ class RecordFrames(gym.Wrapper):
         return obs, reward, terminated, truncated, info
 
 
-def wrap(base_env, finish_reward=None, max_episode_steps=MAX_EPISODE_STEPS, frame_sink=None):
+def wrap(base_env, finish_reward=None, max_episode_steps=MAX_EPISODE_STEPS, frame_sink=None, level=None):
     """The full chain around a one-frame emulator env (a RetroEnv, or a fake with `.buttons` in tests).
-    frame_sink, when given, receives every emulator frame (see RecordFrames)."""
+    frame_sink, when given, receives every emulator frame (see RecordFrames); level names the episodes'
+    level in their statistics (EpisodeStats)."""
     if frame_sink is not None:
         base_env = RecordFrames(base_env, frame_sink)
     env = LifeLoss(StickyFrameSkip(base_env))
     env = gym.wrappers.TimeLimit(env, max_episode_steps=max_episode_steps)
-    env = EpisodeStats(env, finish_reward=finish_reward)
+    env = EpisodeStats(env, finish_reward=finish_reward, level=level)
     env = ActionsDiscretizer(env)
     env = RewardScaler(env)
     env = PreprocessFrame(env)
@@ -355,7 +362,7 @@ def make_retro(game: str, level: str, render_mode=None):
 def make_level(game: str, level: str, render_mode=None, frame_sink=None):
     """One fully wrapped environment of `game` at `level`: observations [96, 96, 4] uint8, 7 actions."""
     finish = SONIC_FINISH_REWARD if game == SONIC_GAME else None
-    return wrap(make_retro(game, level, render_mode), finish_reward=finish, frame_sink=frame_sink)
+    return wrap(make_retro(game, level, render_mode), finish_reward=finish, frame_sink=frame_sink, level=level)
 
 
 def make_env(env_idx: int, game: str = "auto", levels=None, render_mode=None):

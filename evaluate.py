@@ -33,7 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Score a trained A2C agent over a set of levels.",
                                      formatter_class=HelpFormatter, epilog=examples_epilog(__doc__, ROM_NOTE))
     parser.add_argument("--checkpoint", default="latest",
-                        help="'latest' (models/latest), a run folder, a checkpoint folder or a TF checkpoint prefix")
+                        help="'latest' (models/latest; before any training, on the embedded game: the agent shipped "
+                             "in models/airstriker), a run folder, a checkpoint folder or a TF checkpoint prefix")
     parser.add_argument("--levels", default="auto",
                         help="'train' (env.LEVELS), 'held-out' (env.HELD_OUT_LEVELS), 'default' (the default "
                              "game's level), comma-separated level names, or 'auto': held-out when the Sonic ROM "
@@ -192,14 +193,16 @@ def main(argv=None) -> int:
 
 
 def evaluate(args) -> int:
-    from checkpoint import resolve_checkpoint
+    from checkpoint import resolve_watched
     from errors import check_number
     check_number("--episodes", args.episodes, positive=True)
     check_number("--seed", args.seed, minimum=0)
     if args.out:
         check_out_path(args.out)
     game, levels = resolve_level_set(args.levels, args.game)
-    checkpoint = resolve_checkpoint(args.checkpoint, args.models_dir)
+    checkpoint, shipped_notice = resolve_watched(args.checkpoint, args.models_dir, game)
+    if shipped_notice:
+        print(shipped_notice, flush=True)
     mode = "deterministic" if args.deterministic else "sampled"
     print(f"evaluating {checkpoint} on {game}: {len(levels)} level(s) x {args.episodes} episode(s), {mode} actions",
           flush=True)

@@ -29,6 +29,9 @@ TAGS = {
     "ep_length_mean": "charts/episode_length",
     "learning_rate": "charts/learning_rate",
     "worker_restarts": "charts/worker_restarts",
+    "eval_return_mean": "eval/return_mean",
+    "eval_progress_mean": "eval/progress_mean",
+    "eval_seconds": "eval/seconds",
 }
 
 
@@ -139,9 +142,12 @@ class RunLogger:
         if fps is not None:
             self.bar.set_postfix(fps=int(fps), ret="-" if is_missing(mean_return) else f"{mean_return:.4g}")
 
-    def log_row(self, row: dict, episode_returns=(), episode_lengths=()) -> None:
-        """row: table column -> number; returns/lengths of the episodes in the window, for histograms."""
+    def log_row(self, row: dict, episode_returns=(), episode_lengths=(), figures=None) -> None:
+        """row: table column -> number; returns/lengths of the episodes in the window, for histograms;
+        figures: more columns for progress.csv and TensorBoard (named as their tags, e.g. 'levels/<level>/
+        return_mean') that the printed table leaves out."""
         self.print(format_table(row))
+        row = dict(row, **(figures or {}))
         self._append_csv(row)
         step = int(row["total_timesteps"])
         values = [tf.Summary.Value(tag=TAGS.get(k, k), simple_value=float(v)) for k, v in row.items()
@@ -160,9 +166,31 @@ class RunLogger:
             self._write_csv(fieldnames, kept)
         return fieldnames, kept
 
+    def warn(self, tag: str, text: str, step: int) -> None:
+        """A warning line, printed and kept in TensorBoard's text tab under `tag`."""
+        self.print(text)
+        metadata = tf.SummaryMetadata(plugin_data=tf.SummaryMetadata.PluginData(plugin_name="text"))
+        value = tf.Summary.Value(tag=tag, metadata=metadata, tensor=tf.make_tensor_proto(text))
+        self.writer.add_summary(tf.Summary(value=[value]), step)
+        self.writer.flush()
+
+    def animation(self, tag: str, gif_path: str, step: int) -> None:
+        """An animated GIF file into TensorBoard's images tab (it plays there as it does in a browser)."""
+        from PIL import Image
+        with open(gif_path, "rb") as fh:
+            data = fh.read()
+        with Image.open(gif_path) as gif:
+            width, height = gif.size
+        image = tf.Summary.Image(height=height, width=width, colorspace=3, encoded_image_string=data)
+        self.writer.add_summary(tf.Summary(value=[tf.Summary.Value(tag=tag, image=image)]), step)
+        self.writer.flush()
+
     def _append_csv(self, row: dict) -> None:
         if self.fieldnames is None:
             self.fieldnames = list(row)
+        # columns first seen now (a level's first episode, evaluations turned on by a resume): earlier rows
+        # get empty cells, as the whole table is written again
+        self.fieldnames += [name for name in row if name not in self.fieldnames]
         self.rows.append({k: "" if is_missing(v) else v for k, v in row.items()})   # no number: empty cell
         self._write_csv(self.fieldnames, self.rows)
 

@@ -15,6 +15,7 @@ import tensorflow.compat.v1 as tf
 from checkpoint import CheckpointError, RunFolder, default_run_dir, load_state, resolve_checkpoint
 from config import BEHAVIOUR_2018, TrainConfig, validate
 from logger import RunLogger, TimeEstimate
+from monitor import CollapseWatch, Evaluation, evaluation_levels, record_video, training_level_figures
 from rollout import Rollout, RolloutObs
 from vec_env import WorkerError
 
@@ -385,6 +386,7 @@ class TrainingState:
     elapsed: float = 0.0                                        # training seconds before this process
     worker_restarts: int = 0
     action_rng_states: list = None                              # each env's action-noise generator state
+    level_episodes: dict = None                                 # level -> its last EPISODE_WINDOW episode dicts
 
     def mean_return(self):
         return float(np.mean([e["r"] for e in self.episodes])) if self.episodes else None
@@ -519,7 +521,8 @@ def learn(policy, env, nsteps, total_timesteps, gamma, lam, vf_coef, ent_coef, l
     life_loss_penalty: see
     config.TrainConfig; exact_2018 replaces them, the epochs, minibatches, schedule and time-limit handling with the
     2018 scripts' (config.BEHAVIOUR_2018).
-    run_options: resume_from, init_weights, progress, extra_config, callback, tf_threads, stream (see `train`).
+    run_options: resume_from, init_weights, progress, extra_config, callback, tf_threads, stream, make_level (see
+    `train`).
     """
     config = TrainConfig(num_envs=env.num_envs, nsteps=nsteps, total_timesteps=total_timesteps, gamma=gamma, lam=lam,
                          vf_coef=vf_coef, ent_coef=ent_coef, lr=lr, lr_schedule=lr_schedule,
@@ -549,7 +552,7 @@ def make_runner(env, model, rngs, config: TrainConfig):
 
 
 def train(policy, env, config: TrainConfig, *, run_dir=None, resume_from=None, init_weights=None, extra_config=None,
-          callback=None, tf_threads=0, stream=None) -> str:
+          callback=None, tf_threads=0, stream=None, make_level=None) -> str:
     """Train on `env` (a vector env, or a sampler such as ray_backend.RaySampler) with `config`: collect a batch,
     then `noptepochs` passes of `nminibatches` shuffled minibatches. A table row and a checkpoint every
     `log_interval` updates. config.num_envs must equal env.num_envs.
@@ -558,6 +561,8 @@ def train(policy, env, config: TrainConfig, *, run_dir=None, resume_from=None, i
     episode window); init_weights: a TF checkpoint whose weights start a new run. run_dir: the run folder
     (default runs/<game>-<time>). callback(stats) is called after every update (stats: update, timesteps, fps,
     timings, and `episodes`, the episode dicts that ended in it). Returns the run folder.
+    make_level(game, level, frame_sink=None): builds the envs of the evaluations and videos (default
+    env.make_level; tests pass fakes).
 
     The progress bar counts agent steps as they are collected. Ctrl-C / SIGTERM: the step in hand ends, the last
     update is saved, then RunStopped is raised (its exit_code for the caller). Nothing untrained is ever saved:
@@ -569,7 +574,7 @@ def train(policy, env, config: TrainConfig, *, run_dir=None, resume_from=None, i
     saved_config = dict(config.to_dict(), **(extra_config or {}))
     graph = tf.Graph()
     with graph.as_default(), tf.Session(graph=graph, config=session_config(tf_threads)) as sess, sess.as_default():
-        learner = Learner(policy, env, config, run, saved_config)
+        learner = Learner(policy, env, config, run, saved_config, make_level)
         learner.start(resume_from, init_weights, stream)
         try:
             learner.loop(callback)
@@ -582,7 +587,7 @@ class Learner:
     """The learner's side of one run: the model, its random generators, the counters, the run folder and the
     log. `start` loads what the run starts from, `loop` alternates sampling and training, `close` tidies up."""
 
-    def __init__(self, policy, env, config: TrainConfig, run: RunFolder, saved_config: dict):
+    def __init__(self, policy, env, config: TrainConfig, run: RunFolder, saved_config: dict, make_level=None):
         self.env, self.config, self.run, self.saved_config = env, config, run, saved_config
         tf.set_random_seed(config.seed)
         self.rng = np.random.default_rng(config.seed)                   # minibatch shuffles
@@ -594,11 +599,27 @@ class Learner:
         self.nupdates = config.total_timesteps // self.batch_size
         self.state = TrainingState(rng_state=self.rng.bit_generator.state)   # the last good update
         self.episodes = collections.deque(maxlen=EPISODE_WINDOW)
+        self.level_episodes = {}      # level -> deque of its last EPISODE_WINDOW episodes (episodes name their level)
+        self.collapse = CollapseWatch(env.action_space.n, config.collapse_warning)
+        self.game, self.watched_levels, self.evaluation = self._watching(make_level)
+        self.make_level = make_level
         self.saved_update = None      # the update of the newest checkpoint written by this process
         self.new_folder = False
         self._restarts_before = 0     # worker restarts of the run before this process
         self.logger = self.runner = self.estimate = None
         self.t_start = time.time()
+
+    def _watching(self, make_level) -> tuple:
+        """(game, levels of --eval-levels, Evaluation or None): what evaluations and videos play."""
+        config = self.config
+        if not (config.eval_every or config.video_every):
+            return None, [], None
+        import env as envs
+        game = self.saved_config.get("game") or envs.resolve_game(config.game)
+        eval_game, levels = evaluation_levels(config.eval_levels, game)
+        evaluation = Evaluation(eval_game, levels, config.eval_episodes, config.seed, config.worker_timeout,
+                                make_level) if config.eval_every else None
+        return eval_game, levels, evaluation
 
     # -- start and end
     def start(self, resume_from, init_weights, stream) -> None:
@@ -638,6 +659,8 @@ class Learner:
         for env_rng, saved_state in zip(self.env_rngs, state.action_rng_states or []):
             env_rng.bit_generator.state = saved_state
         self.episodes.extend(state.episodes)
+        for level, episodes in (state.level_episodes or {}).items():
+            self.level_episodes[level] = collections.deque(episodes, maxlen=EPISODE_WINDOW)
         self.t_start = time.time() - state.elapsed
 
     def close(self) -> None:
@@ -692,6 +715,9 @@ class Learner:
         self.model.check_weights()
         t_trained = time.time()
         self.episodes.extend(new_episodes)
+        for episode in new_episodes:
+            if "level" in episode:
+                self.level_episodes.setdefault(episode["level"], collections.deque(maxlen=EPISODE_WINDOW)).append(episode)
         self.state = self.snapshot(self.state.update + 1, self.state.timesteps + self.batch_size)
         fps = self.batch_size / (t_trained - t_update)
         self.logger.advance(0, fps, self.state.mean_return())   # the steps were counted as collected
@@ -702,11 +728,42 @@ class Learner:
                           minibatch_steps=minibatch_steps, episodes=list(new_episodes),
                           **getattr(self.runner, "last_transfer", {})))
         update = self.state.update
-        if update % config.log_interval == 0 or update == 1 or update == self.nupdates:
+        evaluate = self.evaluation is not None and (update % config.eval_every == 0 or update == self.nupdates)
+        if update % config.log_interval == 0 or update == 1 or update == self.nupdates or evaluate:
             row = table_row(self.state, fps, losses, values, returns, current_lr, minibatch_steps)
-            self.logger.log_row(row, [e["r"] for e in self.episodes], [e["l"] for e in self.episodes])
-            self.logger.print(f"checkpoint: {self.save()}")
+            figures = training_level_figures(self.level_episodes)
+            eval_score = self._evaluate(row, figures) if self.evaluation is not None and evaluate else None
+            if self.evaluation is not None and not evaluate:
+                row.update(dict.fromkeys(self.evaluation.columns(), float("nan")))
+            self.logger.log_row(row, [e["r"] for e in self.episodes], [e["l"] for e in self.episodes], figures)
+            self.logger.print(f"checkpoint: {self.save(eval_score)}")
+        if config.video_every and update % config.video_every == 0:
+            self._record_video(update)
+        warning = self.collapse.check(float(losses[2]))
+        if warning:
+            self.logger.warn("warnings/policy_collapse", warning, self.state.timesteps)
         return True
+
+    def _evaluate(self, row: dict, figures: dict) -> float:
+        """Score the current weights (Evaluation): its columns into the table row, its per-level figures into
+        `figures`. -> the mean evaluation return, which decides the best checkpoint."""
+        scores = self.evaluation.run(self.model.step_model)
+        for column in self.evaluation.columns():
+            row[column] = scores.pop(column)
+        figures.update(scores)
+        evaluation = self.evaluation
+        self.logger.print(f"evaluation: mean return {row['eval_return_mean']:.4g} over {len(evaluation.jobs)} "
+                          f"episodes of {', '.join(evaluation.levels)} ({row['eval_seconds']:.1f} s)")
+        return row["eval_return_mean"]
+
+    def _record_video(self, update: int) -> None:
+        """One episode of the current policy (sampled actions) -> runs/NAME/videos/update_N.gif and TensorBoard."""
+        path = os.path.join(self.run.path, "videos", f"update_{update:06d}.gif")
+        level = self.watched_levels[0]
+        episode = record_video(self.model.step_model, self.game, level, path, self.config.seed,
+                               self.config.worker_timeout, self.make_level)
+        self.logger.animation("videos/policy", path, self.state.timesteps)
+        self.logger.print(f"video: {path} ({self.game}/{level}, score {episode['r']:.4g}, {episode['l']} steps)")
 
     def _finish(self, signal_name) -> None:
         """After the loop: save what is not saved yet; after a signal, say how to go on and raise RunStopped."""
@@ -726,13 +783,18 @@ class Learner:
         """The training state after `update` updates and `timesteps` steps, as a checkpoint stores it."""
         return TrainingState(update, timesteps, list(self.episodes), self.rng.bit_generator.state,
                              time.time() - self.t_start, self._restarts_before + getattr(self.env, "restarts", 0),
-                             [env_rng.bit_generator.state for env_rng in self.env_rngs])
+                             [env_rng.bit_generator.state for env_rng in self.env_rngs],
+                             {level: list(episodes) for level, episodes in self.level_episodes.items()})
 
-    def save(self) -> str:
+    def save(self, eval_score=None) -> str:
+        """Checkpoint the last update. The best checkpoint is the one of the best mean training return, or with
+        --eval-every the best evaluated one (eval_score: its mean evaluation return; None: not evaluated)."""
         training = self.state
+        score, kind = ((training.mean_return(), "ep_return_mean") if self.evaluation is None
+                       else (eval_score, "eval_return_mean"))
         path = self.run.save(training.update, self.model.save, {"training": dataclasses.asdict(training),
                                                                  "config": self.saved_config},
-                             self.config.keep_checkpoints, score=training.mean_return())
+                             self.config.keep_checkpoints, score=score, score_kind=kind)
         self.saved_update = training.update
         return path
 

@@ -1,4 +1,5 @@
-"""Watch a trained agent: `python play.py` plays the latest checkpoint; `python play.py --help` for options.
+"""Watch a trained agent: `python play.py` plays the latest checkpoint (on a fresh clone, the agent shipped in
+models/airstriker for the embedded default game); `python play.py --help` for options.
 
 Examples:
     python play.py                                   # latest checkpoint, a window where there is a display
@@ -17,7 +18,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Play a trained A2C agent and print each episode's score.",
                                      formatter_class=HelpFormatter, epilog=examples_epilog(__doc__, ROM_NOTE))
     parser.add_argument("--checkpoint", default="latest",
-                        help="'latest' (models/latest), a run folder, a checkpoint folder or a TF checkpoint prefix "
+                        help="'latest' (models/latest; before any training, on the embedded game: the agent shipped "
+                             "in models/airstriker), a run folder, a checkpoint folder or a TF checkpoint prefix "
                              "such as models/260/model.ckpt")
     parser.add_argument("--game", default="auto", help="'auto', 'sonic' or a stable-retro game id")
     parser.add_argument("--level", default=None,
@@ -62,7 +64,7 @@ def main(argv=None) -> int:
 
 def watch(args) -> int:
     import env as envs
-    from checkpoint import resolve_checkpoint
+    from checkpoint import resolve_watched
     from errors import check_number
     from recording import EpisodeFrames, check_video_path, write_video
     check_number("--episodes", args.episodes, positive=True)
@@ -74,7 +76,9 @@ def watch(args) -> int:
     if notice:
         print(notice, flush=True)
     level = choose_level(envs, game, args.level)
-    checkpoint = resolve_checkpoint(args.checkpoint, args.models_dir)
+    checkpoint, shipped_notice = resolve_watched(args.checkpoint, args.models_dir, game)
+    if shipped_notice:
+        print(shipped_notice, flush=True)
     window = args.window if args.window is not None else bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
     frames = EpisodeFrames() if args.record else None
     render_mode = "human" if window else None

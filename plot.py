@@ -1,12 +1,16 @@
 """Plot training runs side by side: `python plot.py runs/A runs/B -o runs.png` (`--help` for options).
 
 Reads each run folder's progress.csv (see logger.py) and draws the episode return (ep_return_mean) against
-total_timesteps, one line per run, with panels beside it for the losses and the explained variance.
+total_timesteps, one line per run (and, dashed, the held-out evaluations' eval_return_mean of a run trained
+with --eval-every), with panels beside it for the losses and the explained variance. With --levels it draws
+instead one run's levels, one line each: the mean return of each level's recent training episodes (and on
+Sonic the fraction of the level reached), the columns levels/<level>/... of a run over several levels.
 
 Examples:
     python plot.py runs/NAME                         # one run, to progress.png
     python plot.py runs/A runs/B -o learning.png     # runs side by side, legend = run folder names
     python plot.py runs/NAME --smooth 1              # no smoothing
+    python plot.py runs/NAME --levels -o levels.png  # each level of a run over several levels
 """
 import argparse
 import csv
@@ -18,6 +22,8 @@ import numpy as np
 from cli import HelpFormatter, examples_epilog
 
 RETURN_COLUMN = "ep_return_mean"
+EVAL_COLUMN = "eval_return_mean"
+LEVEL_PREFIX = "levels/"    # levels/<level>/return_mean, levels/<level>/progress_mean (monitor.py)
 X_COLUMN = "total_timesteps"
 # panel column -> panel title, drawn right of the return panel in a 2 x 2 grid
 SIDE_PANELS = {
@@ -40,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-o", "--output", default="progress.png", help="the PNG file to write")
     parser.add_argument("--smooth", type=int, default=10,
                         help="moving-average window, in table rows (1: no smoothing)")
+    parser.add_argument("--levels", action="store_true",
+                        help="draw each level of one run over several levels (its return and, on Sonic, the "
+                             "fraction of the level reached) instead of the runs' returns and losses")
     return parser
 
 
@@ -118,6 +127,10 @@ def make_figure(runs: dict, window: int):
         for axes, column in zip(side_axes, SIDE_PANELS):
             if column in columns:
                 axes.plot(steps, smooth(columns[column], window), color=colour, linewidth=1.5)
+        if EVAL_COLUMN in columns:   # evaluations fill some rows only: drawn through the rows that have one
+            evaluated = np.isfinite(columns[EVAL_COLUMN])
+            return_axes.plot(steps[evaluated], columns[EVAL_COLUMN][evaluated], color=colour, linestyle="--",
+                             marker=".", linewidth=1.5, label=f"{label}: evaluation")
     return_axes.set(title=f"episode return (mean of the last 100 episodes, smoothed over {window} rows)",
                     xlabel="timesteps", ylabel="episode return")
     return_axes.legend(loc="best")
@@ -126,6 +139,36 @@ def make_figure(runs: dict, window: int):
     for axes in [return_axes, *side_axes]:
         axes.grid(alpha=0.3)
         axes.ticklabel_format(axis="x", style="sci", scilimits=(0, 4))
+    return figure
+
+
+def level_columns(columns: dict, figure: str) -> dict:
+    """level -> [nrows] float64 of its levels/<level>/<figure> column ('return_mean' or 'progress_mean')."""
+    suffix = "/" + figure
+    return {name[len(LEVEL_PREFIX):-len(suffix)]: values for name, values in sorted(columns.items())
+            if name.startswith(LEVEL_PREFIX) and name.endswith(suffix)}
+
+
+def make_levels_figure(label: str, columns: dict, window: int):
+    """One run's per-level columns -> a Figure: each level's return, and beside it (Sonic) its fraction reached."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    panels = [("return_mean", "episode return"), ("progress_mean", "fraction of the level reached")]
+    panels = [(figure, title) for figure, title in panels if level_columns(columns, figure)]
+    figure, axes_row = plt.subplots(1, len(panels), figsize=(7.5 * len(panels) + 2, 6), layout="constrained",
+                                    squeeze=False)
+    steps = columns[X_COLUMN]                                       # [nrows]
+    for axes, (name, title) in zip(axes_row[0], panels):
+        for index, (level, values) in enumerate(level_columns(columns, name).items()):
+            style = "-" if index < 10 else "--"                     # 13 levels: ten colours, then dashed
+            axes.plot(steps, smooth(values, window), color=f"C{index % 10}", linestyle=style, linewidth=1.8,
+                      label=level)
+        axes.set(title=f"{label}: {title} per level (smoothed over {window} rows)", xlabel="timesteps",
+                 ylabel=title)
+        axes.grid(alpha=0.3)
+        axes.ticklabel_format(axis="x", style="sci", scilimits=(0, 4))
+    axes_row[0][-1].legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize="small")
     return figure
 
 
@@ -142,11 +185,20 @@ def plot(args) -> int:
     from outputs import check_output_file, replaced_on_success
     check_number("--smooth", args.smooth, minimum=1, error=PlotError)
     check_output_file(args.output, "-o", (".png",), PlotError)
+    if args.levels and len(args.runs) > 1:
+        raise PlotError(f"--levels draws the levels of one run: give one run folder, not {len(args.runs)}")
     runs = {}
     for run_dir in args.runs:
         label = run_label(run_dir)
         runs[label if label not in runs else run_dir] = read_progress(run_dir)
-    figure = make_figure(runs, args.smooth)
+    if args.levels:
+        label, columns = next(iter(runs.items()))
+        if not level_columns(columns, "return_mean"):
+            raise PlotError(f"{args.runs[0]}: no per-level columns (levels/<level>/return_mean): they are logged "
+                            "by runs over several levels (--levels A,B,...), once an episode of each has ended")
+        figure = make_levels_figure(label, columns, args.smooth)
+    else:
+        figure = make_figure(runs, args.smooth)
     with replaced_on_success(args.output, "-o", PlotError) as tmp:
         figure.savefig(tmp, dpi=100)
     print(f"wrote {args.output} ({len(runs)} run(s))")

@@ -168,27 +168,14 @@ def check_same_settings(out: str, levels: list, configs: dict) -> None:
                                "it started with, or choose another --out")
 
 
-def write_weights_only(source: str, folder: str, config) -> None:
-    """Copy the policy's weights of the TF checkpoint `source` (no optimizer slots, no counters) to
+def write_weights_only(source: str, folder: str) -> None:
+    """Copy the policy's weights of the TF checkpoint `source` (no optimizer slots, no counters; export.py) to
     folder/model.ckpt, with folder/source.json naming `source`: a run started from them with init_weights
     begins with a fresh optimizer (model.Model.load restores the slots too when a checkpoint holds them). The
     folder appears whole or not at all; CheckpointError, with nothing written, when `source` does not fit."""
-    import gymnasium as gym
-    import numpy as np
-    import tensorflow.compat.v1 as tf
-
-    import env as envs
-    from architecture import A2CPolicy
-    from model import Model, model_options, session_config
-    ob_space = gym.spaces.Box(0, 255, (envs.FRAME_SIZE, envs.FRAME_SIZE, envs.STACK), np.uint8)
-    graph = tf.Graph()
+    from export import export_weights
     with tempfile.TemporaryDirectory() as tmp:
-        with graph.as_default(), tf.Session(graph=graph, config=session_config()) as sess, sess.as_default():
-            model = Model(A2CPolicy, ob_space, gym.spaces.Discrete(len(envs.ACTIONS)), 1, 1, config.ent_coef,
-                          config.vf_coef, config.max_grad_norm, **model_options(config))
-            model.load(source)
-            tf.train.Saver(model.params).save(sess, os.path.join(tmp, "model.ckpt"), write_meta_graph=False,
-                                              write_state=False)
+        export_weights(source, tmp)
         with open(os.path.join(tmp, "source.json"), "w") as fh:
             json.dump({"checkpoint": source}, fh)
         make_folder(os.path.dirname(folder))
@@ -393,7 +380,7 @@ def contest(args) -> int:
     from model import RunStopped
     init = os.path.join(p["out"], "init")
     if not os.path.exists(os.path.join(init, "source.json")):
-        write_weights_only(p["source"], init, p["configs"][p["levels"][0]])
+        write_weights_only(p["source"], init)
     details = {"checkpoint": p["source"], "game": p["game"], "levels": p["levels"], "steps_per_level": p["budget"],
                "num_envs": args.num_envs, "nsteps": args.nsteps, "nminibatches": args.nminibatches, "seed": args.seed}
     sonic = p["game"] == envs.SONIC_GAME

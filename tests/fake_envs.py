@@ -227,3 +227,22 @@ def bandit_fns(n, episode_length=8):
 
 def endless_fns(n, max_episode_steps=10):
     return [functools.partial(make_endless, max_episode_steps) for _ in range(n)]
+
+
+# ----------------------------------------------------------------------------- levels (monitor.py)
+
+LEVEL_REWARD = {"A": 1.0, "B": 2.0}   # reward per emulator frame on each fake level
+LEVEL_FRAMES = 40                     # every episode lasts 40 frames (10 agent steps): return 40 x the reward
+LEVEL_FINISH = 100.0                  # the whole 'level' pays 100: progress = return / 100
+
+
+def make_fake_level(game, level, frame_sink=None, render_mode=None):
+    """make_level's signature over FakeEmulator in the full chain: level 'A' returns 40 per episode (progress
+    0.4), level 'B' 80 (0.8); the episodes name their level."""
+    import env as envs
+    return envs.wrap(FakeEmulator((LEVEL_REWARD[level],), LEVEL_FRAMES), finish_reward=LEVEL_FINISH,
+                     frame_sink=frame_sink, level=level)
+
+
+def fake_level_fns(levels):
+    return [functools.partial(make_fake_level, "Fake", level) for level in levels]

@@ -2,8 +2,8 @@
 on disk changed: every case runs against the folders of an existing run (its runs/ and models/), whose files
 (content and mtime) are compared before and after.
 
-CASES is the table of bad inputs given to the scripts (agent.py, play.py, evaluate.py, plot.py,
-bench/throughput.py), each run as a subprocess: numbers argparse accepts but the code cannot use, output paths
+CASES is the table of bad inputs given to the scripts (agent.py, play.py, evaluate.py, plot.py, export.py,
+bench/throughput.py, bench/levels_demo.py), each run as a subprocess: numbers argparse accepts but the code cannot use, output paths
 that cannot be written (refused before any work), files that are not what they claim. The checkpoint cases run
 agent.main in this process (TensorFlow loaded once), one of them also as a subprocess for the real exit path;
 a disk that fills while a checkpoint, a video, a table or a plot is written is simulated in-process.
@@ -181,6 +181,35 @@ CASES = [
      ["no row has a number in total_timesteps"]),
     ("progress.csv of random bytes (plot)", "plot.py", ["{tmp}/runs/r", "-o", "{tmp}/p.png"],
      ["progress.csv: cannot be read as a table"]),
+    ("negative --eval-every", "agent.py", ["--num-envs", "2", "--eval-every", "-1"],
+     ["--eval-every must be 0 or more, got -1"]),
+    ("zero --eval-episodes", "agent.py", ["--num-envs", "2", "--eval-every", "2", "--eval-episodes", "0"],
+     ["--eval-episodes must be positive, got 0"]),
+    ("negative --video-every", "agent.py", ["--num-envs", "2", "--video-every", "-3"],
+     ["--video-every must be 0 or more, got -3"]),
+    ("--collapse-warning of 1 or more", "agent.py", ["--num-envs", "2", "--collapse-warning", "1.5"],
+     ["--collapse-warning must lie in [0, 1)", "got 1.5"]),
+    ("--collapse-warning NaN", "agent.py", ["--num-envs", "2", "--collapse-warning", "nan"],
+     ["--collapse-warning must lie in [0, 1)", "got nan"]),
+    ("--eval-levels held-out without the Sonic ROM", "agent.py",
+     ["--num-envs", "2", "--eval-every", "2", "--eval-levels", "held-out"],
+     ["the Sonic ROM is not imported", "python -m stable_retro.import"]),
+    ("--eval-levels naming no level", "agent.py", ["--num-envs", "2", "--eval-every", "2", "--eval-levels", ","],
+     ["--eval-levels ','", "give 'auto', train, held-out, default or level names"]),
+    ("--eval-levels of an unknown level", "agent.py", ["--num-envs", "2", "--eval-every", "2", "--eval-levels", "Nope"],
+     ["unknown state 'Nope' for Airstriker-Genesis-v0", "valid states are Level1"]),
+    ("--levels for a plot of several runs", "plot.py", ["{base}/runs/r", "{base}/runs/r", "--levels", "-o", "{tmp}/p.png"],
+     ["--levels draws the levels of one run: give one run folder, not 2"]),
+    ("--levels for a run over one level", "plot.py", ["{base}/runs/r", "--levels", "-o", "{tmp}/p.png"],
+     ["no per-level columns (levels/<level>/return_mean)", "runs over several levels"]),
+    ("export into a folder that is not empty", "export.py", ["{base}/runs/r", "{base}/runs/r"],
+     ["exists and is not an empty folder", "nothing is overwritten"]),
+    ("export of a path that does not exist", "export.py", ["{base}/no-such-run", "{tmp}/out"],
+     ["checkpoint '", "no-such-run' not found"]),
+    ("levels demo with one group", "bench/levels_demo.py", ["--groups", "1", "--out", "{tmp}/demo"],
+     ["--groups must lie between 2 and 26, got 1"]),
+    ("levels demo into an existing folder", "bench/levels_demo.py", ["--out", "{base}/runs/r"],
+     ["exists: give a new --out (nothing is overwritten)"]),
 ]
 
 
@@ -586,6 +615,7 @@ def test_the_table_covers_every_script_and_each_setup_names_a_case():
     assert len(set(names)) == len(names)
     assert set(SETUPS) <= set(names)
     scripts = {case[1] for case in CASES}
-    assert scripts == {"agent.py", "play.py", "evaluate.py", "plot.py", "bench/throughput.py"}
+    assert scripts == {"agent.py", "play.py", "evaluate.py", "plot.py", "bench/throughput.py", "export.py",
+                       "bench/levels_demo.py"}
     for script in scripts:
         assert os.path.isfile(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), script))
