@@ -2,7 +2,7 @@
 
     runs/<name>/config.json                   every setting, levels, library versions, command line
     runs/<name>/progress.csv, events.*        the training table (see logger.py)
-    runs/<name>/checkpoints/000120/           one checkpoint: model.ckpt.* (weights and RMSProp slots)
+    runs/<name>/checkpoints/000120/           one checkpoint: model.ckpt.* (weights and the optimizer's slots)
                                               and state.json (counters, random states, episode window)
     runs/<name>/checkpoints/latest, best      one line each: the folder name of that checkpoint
     runs/<name>/.lock                         held (flock) by the process training the run; holds its pid
@@ -20,11 +20,11 @@ import os
 import shutil
 import time
 
-from errors import CheckpointError  # noqa: F401  (raised here; checkpoint.CheckpointError as before)
+from errors import CheckpointError, ConfigError  # noqa: F401  (raised here; checkpoint.CheckpointError as before)
+from outputs import TMP_MARK
 
 CHECKPOINT_FILE = "model.ckpt"
 STATE_FILE = "state.json"
-TMP_MARK = ".tmp-"
 LOCK_FILE = ".lock"
 # the agent that ships with the project (weights only; models/README.md says how it was made), and its game
 SHIPPED_AGENT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "models", "airstriker")
@@ -87,6 +87,8 @@ def ensure_writable(folder: str, what: str) -> None:
             fh.write("ok")
         os.remove(probe)
     except OSError as error:
+        if os.path.exists(probe):   # created, then the write failed (a full disk): leave nothing behind
+            os.remove(probe)
         raise CheckpointError(f"cannot write to the {what} folder {folder!r} ({error.strerror or error}): "
                               f"choose another with --{what.replace(' ', '-')}-dir or fix its permissions") from None
 
@@ -168,14 +170,15 @@ class RunFolder:
 
     def remove_if_unused(self) -> bool:
         """Delete the run folder when it holds only what a run puts there before its first checkpoint
-        (config.json, TensorBoard event files, an empty checkpoints folder); True when it is gone."""
+        (config.json, the table and TensorBoard event files, videos, an empty checkpoints folder); True when it
+        is gone."""
         try:
             names = os.listdir(self.path)
             checkpoints = os.listdir(self.checkpoints_dir) if os.path.isdir(self.checkpoints_dir) else []
         except FileNotFoundError:
             return True
-        unused = all(n in ("config.json", "checkpoints", LOCK_FILE) or n.startswith("events.out.tfevents.")
-                     for n in names)
+        unused = all(n in ("config.json", "checkpoints", "progress.csv", "videos", LOCK_FILE)
+                     or n.startswith("events.out.tfevents.") for n in names)
         if not unused or checkpoints:
             return False
         remove_tree(self.path)
@@ -336,6 +339,36 @@ def resolve_checkpoint(spec: str, models_dir: str = "models", option: str = "--c
         raise CheckpointError(f"checkpoint {spec!r} not found (looked for {path}.index): give a run folder, "
                               "a checkpoint folder, a TF checkpoint prefix such as models/260/model.ckpt, or 'latest'")
     return path
+
+
+def checked_resume(spec: str, models_dir: str) -> tuple:
+    """agent.py --resume SPEC -> (checkpoint folder, its run folder, the run's saved settings); CheckpointError,
+    one line, for a checkpoint that is missing or holds no run settings."""
+    checkpoint_dir = os.path.dirname(resolve_checkpoint(spec, models_dir, option="--resume"))
+    saved = load_state(checkpoint_dir).get("config")
+    if not saved:
+        raise CheckpointError(f"{checkpoint_dir!r} holds no run config: start a new run from its weights with "
+                              "--init-weights")
+    return checkpoint_dir, os.path.dirname(os.path.dirname(os.path.abspath(checkpoint_dir))), saved
+
+
+def run_dir_for(config, game: str, init_weights=None, resumed_run_dir=None) -> str:
+    """The run folder a run writes (a resumed run's own; a new one: --runs-dir/--run-name, or the game and the
+    time), after checking, before anything starts, that the runs and models folders can be written, that
+    --init-weights names a checkpoint and that a new run's folder holds no checkpoints (ConfigError otherwise)."""
+    ensure_writable(config.runs_dir, "runs")
+    ensure_writable(config.models_dir, "models")
+    if init_weights:
+        resolve_checkpoint(init_weights, config.models_dir, option="--init-weights")
+    if resumed_run_dir:
+        return resumed_run_dir
+    run_dir = (os.path.join(config.runs_dir, config.run_name) if config.run_name
+               else default_run_dir(config.runs_dir, game))
+    checkpoints = os.path.join(run_dir, "checkpoints")
+    if os.path.isdir(checkpoints) and os.listdir(checkpoints):
+        raise ConfigError(f"the run folder {run_dir!r} already holds checkpoints: choose another --run-name, "
+                          f"or continue it with --resume {run_dir}")
+    return run_dir
 
 
 def resolve_watched(spec: str, models_dir: str, game: str) -> tuple:

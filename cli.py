@@ -99,3 +99,32 @@ def import_tensorflow(verbose: bool = False) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     with stderr_without(is_startup_noise):
         import tensorflow.compat.v1  # noqa: F401
+
+
+def typed_option_names(parser: argparse.ArgumentParser, argv) -> set:
+    """The dests of the options the user actually typed in `argv` (their values override a resumed run's
+    settings and --exact-2018's: config.resolve)."""
+    probe = argparse.ArgumentParser(add_help=False)
+    for action in parser._actions:
+        if action.option_strings and action.dest != "help":
+            kwargs = {"dest": action.dest, "default": argparse.SUPPRESS}
+            if isinstance(action, argparse.BooleanOptionalAction):
+                kwargs["action"] = argparse.BooleanOptionalAction
+            elif action.nargs == 0:
+                kwargs["action"] = "store_const"
+                kwargs["const"] = action.const
+            probe.add_argument(*action.option_strings, **kwargs)
+    known, _ = probe.parse_known_args(argv)
+    return set(vars(known))
+
+
+def library_versions() -> dict:
+    """The versions a run's config.json records: Python and the libraries that decide what it computes."""
+    from importlib import metadata
+    versions = {"python": sys.version.split()[0]}
+    for package in ("tensorflow", "stable-retro", "gymnasium", "numpy", "opencv-python-headless"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            pass
+    return versions

@@ -4,7 +4,8 @@ scripts, BEHAVIOUR_2018 and HYPERPARAMETERS_2018 below hold the 2018 values, whi
 
 `TrainConfig` is the single source of truth: `agent.py` builds its command line from the fields below
 (their docs become the `--help` text), `learn` reads them, and a run saves them as `config.json` so that
-`--resume` can refuse a silently changed hyperparameter.
+`--resume` can refuse a silently changed hyperparameter. `resolve` and `with_envs` (at the end) decide a run's
+settings, in the one order of precedence that `resolve` states.
 """
 import argparse
 import dataclasses
@@ -12,7 +13,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Optional
 
-from errors import ConfigError, check_number  # ConfigError raised here (config.ConfigError as before)
+from errors import CheckpointError, ConfigError, check_number  # ConfigError raised here (config.ConfigError as before)
 
 # Fields a resumed run may change without `--allow-config-change`: they do not alter what is learned.
 RESUMABLE_WITHOUT_CHANGE = frozenset({
@@ -25,7 +26,8 @@ RESUMABLE_WITHOUT_CHANGE = frozenset({
 
 @dataclass
 class TrainConfig:
-    """Hyperparameters of A2C (seed defaults) and the settings of one training run."""
+    """Hyperparameters of A2C (the defaults that learn best on the learning benchmark; the 2018 values below)
+    and the settings of one training run."""
     # --- the environment ---
     game: str = field(default="auto", metadata={"help": "'auto' (Sonic when its ROM is imported, else the embedded default game), 'sonic', or a stable-retro game id"})
     levels: str = field(default="", metadata={"help": "comma-separated states to train on (default: env.LEVELS for Sonic, the game's first state otherwise)"})
@@ -191,3 +193,73 @@ def config_differences(saved: dict, current: TrainConfig) -> list:
         if saved[name] != value:
             out.append((name, saved[name], value))
     return out
+
+
+# ----------------------------------------------------------------------------- one run's settings
+
+def resolve(typed: dict, explicit: set, saved: dict = None, allow_change: bool = False,
+            source: str = "") -> TrainConfig:
+    """A run's settings, in one order of precedence, each step overriding the one before:
+        1. TrainConfig's defaults;
+        2. a resumed run: its saved settings (`saved`, config.json of its checkpoint), where a setting that an
+           older version did not save takes the 2018 behaviour (BEHAVIOUR_2018: what that version trained with);
+           a new run with --exact-2018: every 2018 value (as_2018);
+        3. the options typed on the command line: `explicit` names them, `typed` holds every option's value.
+    A resumed run that the typed options would change raises ConfigError unless `allow_change` (settings in
+    RESUMABLE_WITHOUT_CHANGE change freely); a saved setting of the wrong type raises CheckpointError naming
+    `source`. num_envs stays as typed (0: not chosen): with_envs decides it once the game is known."""
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    typed_values = {name: typed[name] for name in explicit if name in fields}
+    if saved is None:
+        config = TrainConfig(**{name: value for name, value in typed.items() if name in fields})
+        return dataclasses.replace(as_2018(config), **typed_values) if config.exact_2018 else config
+    mistyped = mistyped_settings(saved)
+    if mistyped:
+        raise CheckpointError(f"the checkpoint {source!r} is corrupt (state.json: the setting {mistyped[0]}); "
+                              "resume from an earlier one in the same folder")
+    values = {name: value for name, value in BEHAVIOUR_2018.items() if name not in saved}
+    values.update({name: saved[name] for name in fields if name in saved})
+    config = TrainConfig(**dict(values, **typed_values))
+    changes = config_differences(saved, config)
+    if changes and not allow_change:
+        listed = ", ".join(f"{name} {old!r} -> {new!r}" for name, old, new in changes)
+        raise ConfigError(f"--resume would change the run's settings ({listed}): add --allow-config-change "
+                          "if that is deliberate, or drop those options")
+    return config
+
+
+def mistyped_settings(saved: dict) -> list:
+    """The settings of a saved run config whose value is not of its TrainConfig field's type, as
+    "nsteps 'x' (not int)" (a corrupt or hand-edited state.json: resolve could not even compare them)."""
+    kinds = {"int": int, "float": float, "str": str, "bool": bool, int: int, float: float, str: str, bool: bool}
+    out = []
+    for f in dataclasses.fields(TrainConfig):
+        kind, value = kinds.get(f.type), saved.get(f.name)
+        if kind is None or f.name not in saved:
+            continue
+        accepted = (int, float) if kind is float else kind   # JSON writes 1.0 as 1.0, but a user may write 1
+        if not isinstance(value, accepted) or isinstance(value, bool) != (kind is bool):
+            out.append(f"{f.name} {value!r} (not {kind.__name__})")
+    return out
+
+
+def with_envs(config: TrainConfig, game: str, chosen_levels: list, num_envs_typed: bool) -> TrainConfig:
+    """The settings with num_envs decided, then validated (ConfigError, one line, for what cannot work).
+    --backend ray: num_workers x envs_per_worker (a typed --num-envs must agree). Local: as typed, else one env
+    per chosen level, else env.LEVELS' 13 on Sonic (and with --exact-2018, as the 2018 scripts), else 8 on a
+    game with one level: the size the learning benchmark measures, and plenty for 2 cores."""
+    import env as envs
+    if config.backend == "ray":
+        num_envs = config.num_envs if num_envs_typed else config.num_workers * config.envs_per_worker
+    elif config.num_envs:
+        num_envs = config.num_envs
+    elif chosen_levels:
+        num_envs = len(chosen_levels)
+    else:
+        num_envs = len(envs.LEVELS) if game == envs.SONIC_GAME or config.exact_2018 else 8
+    config = dataclasses.replace(config, num_envs=num_envs)
+    validate(config)
+    if config.vec_env == "dummy" and config.num_envs > 1:
+        raise ConfigError("--vec-env dummy runs every env in this process, and stable-retro allows one emulator "
+                          "per process: use --vec-env subproc or --num-envs 1")
+    return config

@@ -23,7 +23,7 @@ import gymnasium as gym
 import numpy as np
 
 import stable_retro
-from errors import GameError  # noqa: F401  (raised here; env.GameError as before)
+from errors import ConfigError, GameError  # noqa: F401  (raised here; env.GameError as before)
 from vec_env import DummyVecEnv, SubprocVecEnv  # noqa: F401  (re-exported: env.SubprocVecEnv, as the seed)
 
 # ---------------------------------------------------------------------------------------------------------
@@ -109,6 +109,16 @@ def check_levels(game: str, levels: list) -> None:
             raise GameError(f"unknown state {level!r} for {game}: valid states are {', '.join(valid)}")
 
 
+def chosen_levels(game: str, spec: str) -> list:
+    """--levels as typed ('A,B'; '' chooses none) -> the level names, each checked to be a state of `game`
+    (GameError naming the valid ones); ConfigError for a value that names no level at all."""
+    chosen = [level.strip() for level in spec.split(",") if level.strip()]
+    if spec.strip() and not chosen:
+        raise ConfigError(f"--levels {spec!r} names no level: give level names separated by commas")
+    check_levels(game, chosen)
+    return chosen
+
+
 def level_for(env_idx: int, game: str, levels=None) -> str:
     """The level env `env_idx` plays: the level list cycled (the default game repeats its one level)."""
     levels = levels or default_levels(game)
@@ -132,7 +142,7 @@ STICKY_STREAM_TAG = 0x571C4   # marks the sticky-frame generator's seed, so it o
 def sticky_generator(seed: int) -> np.random.Generator:
     """The sticky-frame generator of an env reset with `seed`: its own stream, SeedSequence([seed, tag]). Env i is
     reset with seed + i, so seeding with default_rng(seed) would give env 0 the very stream of the learner's
-    default_rng(seed) (model.learn): the two would draw the same numbers."""
+    default_rng(seed) (model.Learner): the two would draw the same numbers."""
     return np.random.default_rng(np.random.SeedSequence([seed, STICKY_STREAM_TAG]))
 
 
@@ -380,6 +390,21 @@ def env_names(num_envs: int, game: str, levels=None) -> list:
     """'game/level' for each env, as error messages and logs name them."""
     game = resolve_game(game)
     return [f"{game}/{level_for(idx, game, levels)}" for idx in range(num_envs)]
+
+
+def build_vec_env(config, game: str, levels: list):
+    """The envs a run samples from (config: config.TrainConfig, num_envs decided): env i plays level
+    i mod len(levels) and is seeded seed + i, in SubprocVecEnv's processes, in this process (DummyVecEnv), or on
+    Ray's rollout workers (ray_backend.RaySampler: W x E envs; the ROM is checked on every worker machine)."""
+    fns, names = env_fns(config.num_envs, game, levels), env_names(config.num_envs, game, levels)
+    if config.backend == "ray":
+        from ray_backend import RaySampler
+        return RaySampler(fns, config.num_workers, config.envs_per_worker, seed=config.seed,
+                          address=config.ray_address, names=names, game=game, hang_timeout=config.worker_timeout)
+    if config.vec_env == "dummy":
+        return DummyVecEnv(fns, seed=config.seed, names=names)
+    return SubprocVecEnv(fns, seed=config.seed, names=names, restart=config.restart_workers,
+                         timeout=config.worker_timeout)
 
 
 def make_test(game: str = "auto", render_mode=None):

@@ -138,13 +138,18 @@ def format_score_table(rows: list) -> str:
         if isinstance(value, float):
             return "-" if math.isnan(value) else f"{value:.1f}" if abs(value) >= 10 else f"{value:.3g}"
         return str(value)
-    cells = [[cell(row[c]) for c in COLUMNS] for row in rows]
-    widths = [max(len(c), *(len(line[i]) for line in cells)) for i, c in enumerate(COLUMNS)]
+    return aligned_table(COLUMNS, [[cell(row[c]) for c in COLUMNS] for row in rows])
+
+
+def aligned_table(columns: list, cells: list) -> str:
+    """Header and rows of text cells -> aligned lines (the first column left, the others right), the last row
+    (an overall one) below a rule."""
+    widths = [max(len(c), *(len(line[i]) for line in cells)) for i, c in enumerate(columns)]
     def line(values):
         return "  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(values, widths)))
-    rule = "-" * len(line(COLUMNS))
+    rule = "-" * len(line(columns))
     body = [line(values) for values in cells]
-    return "\n".join([line(COLUMNS), rule, *body[:-1], rule, body[-1]])
+    return "\n".join([line(columns), rule, *body[:-1], rule, body[-1]])
 
 
 def check_out_path(path: str) -> None:

@@ -13,7 +13,7 @@ import numpy as np
 import tensorflow.compat.v1 as tf
 
 from checkpoint import CheckpointError, RunFolder, default_run_dir, load_state, resolve_checkpoint
-from config import BEHAVIOUR_2018, TrainConfig, validate
+from config import BEHAVIOUR_2018, ConfigError, TrainConfig, resolve, validate
 from logger import RunLogger, TimeEstimate
 from monitor import CollapseWatch, Evaluation, evaluation_levels, record_video, training_level_figures
 from rollout import Rollout, RolloutObs
@@ -418,6 +418,15 @@ def read_training_state(checkpoint_dir: str) -> TrainingState:
     return state
 
 
+def check_resumable(checkpoint_dir: str, run_dir: str) -> None:
+    """Raise CheckpointError now, before env workers start, for what a resume reads and would fail on (with a
+    traceback, after rewriting the run's config.json): the training state, config.json, progress.csv."""
+    from logger import read_progress_table
+    read_training_state(checkpoint_dir)
+    RunFolder(run_dir).read_config()
+    read_progress_table(os.path.join(run_dir, "progress.csv"))
+
+
 class StopOnSignal:
     """Ctrl-C / SIGTERM set `requested` (the loop finishes its step and saves); a second one interrupts."""
 
@@ -524,17 +533,16 @@ def learn(policy, env, nsteps, total_timesteps, gamma, lam, vf_coef, ent_coef, l
     run_options: resume_from, init_weights, progress, extra_config, callback, tf_threads, stream, make_level (see
     `train`).
     """
-    config = TrainConfig(num_envs=env.num_envs, nsteps=nsteps, total_timesteps=total_timesteps, gamma=gamma, lam=lam,
-                         vf_coef=vf_coef, ent_coef=ent_coef, lr=lr, lr_schedule=lr_schedule,
-                         max_grad_norm=max_grad_norm, noptepochs=noptepochs, nminibatches=nminibatches,
-                         truncation_as_terminal=truncation_as_terminal, life_loss_terminal=life_loss_terminal,
-                         life_loss_penalty=life_loss_penalty, optimizer=optimizer,
-                         normalize_advantages=normalize_advantages, clip_range=clip_range, epsilon=epsilon,
-                         ratio_cap=ratio_cap, max_kl=max_kl, value_after_kl=value_after_kl, log_interval=log_interval,
-                         keep_checkpoints=keep_checkpoints, seed=seed, runs_dir=runs_dir, models_dir=models_dir,
-                         progress=run_options.pop("progress", True))
-    if exact_2018:
-        config = dataclasses.replace(config, exact_2018=True, **BEHAVIOUR_2018)
+    keywords = dict(num_envs=env.num_envs, nsteps=nsteps, total_timesteps=total_timesteps, gamma=gamma, lam=lam,
+                    vf_coef=vf_coef, ent_coef=ent_coef, lr=lr, lr_schedule=lr_schedule, max_grad_norm=max_grad_norm,
+                    noptepochs=noptepochs, nminibatches=nminibatches, truncation_as_terminal=truncation_as_terminal,
+                    life_loss_terminal=life_loss_terminal, life_loss_penalty=life_loss_penalty, optimizer=optimizer,
+                    normalize_advantages=normalize_advantages, clip_range=clip_range, epsilon=epsilon,
+                    ratio_cap=ratio_cap, max_kl=max_kl, value_after_kl=value_after_kl, log_interval=log_interval,
+                    keep_checkpoints=keep_checkpoints, seed=seed, runs_dir=runs_dir, models_dir=models_dir,
+                    progress=run_options.pop("progress", True), exact_2018=exact_2018)
+    # with exact_2018 the 2018 behaviour replaces the keywords it covers; every other keyword holds
+    config = resolve(keywords, set(keywords) - set(BEHAVIOUR_2018))
     return train(policy, env, config, run_dir=run_dir, **run_options)
 
 
@@ -603,7 +611,7 @@ class Learner:
         self.collapse = CollapseWatch(env.action_space.n, config.collapse_warning)
         self.game, self.watched_levels, self.evaluation = self._watching(make_level)
         self.make_level = make_level
-        self.saved_update = None      # the update of the newest checkpoint written by this process
+        self.saved_update = None      # the update of the newest checkpoint of the run (written, or resumed from)
         self.new_folder = False
         self._restarts_before = 0     # worker restarts of the run before this process
         self.logger = self.runner = self.estimate = None
@@ -629,6 +637,11 @@ class Learner:
             state = read_training_state(resume_from)
             self.model.load(os.path.join(resume_from, "model.ckpt"))
             self._restore(state)
+            if state.update >= self.nupdates:   # before the run folder changes: a resume would do nothing
+                total = self.config.total_timesteps
+                raise ConfigError(f"the run {self.run.path!r} has already trained {state.timesteps:,} steps, its "
+                                  f"whole --total-timesteps {total:,}: nothing to do. To train further, give a "
+                                  f"larger budget: --resume {self.run.path} --total-timesteps {2 * total}")
         elif init_weights:
             self.model.load(resolve_checkpoint(init_weights, self.config.models_dir))
         self.runner = make_runner(self.env, self.model, self.env_rngs, self.config)
@@ -668,9 +681,10 @@ class Learner:
             return
         self.logger.close()
         self.run.unlock()
-        if self.new_folder and self.state.update == 0:   # no update ended: leave no run folder behind
+        if self.new_folder and self.saved_update is None:   # nothing to resume from: leave no run folder behind
             removed = self.run.remove_if_unused()
-            self.logger.print(f"{'removed' if removed else 'kept'} the run folder {self.run.path} (no update ended)")
+            why = "no update ended" if self.state.update == 0 else "no checkpoint could be written"
+            self.logger.print(f"{'removed' if removed else 'kept'} the run folder {self.run.path} ({why})")
 
     # -- the loop
     def loop(self, callback=None) -> None:

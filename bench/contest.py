@@ -206,7 +206,7 @@ def level_config(args, game: str, level: str, out: str):
 def fine_tune_level(out: str, level: str, config, init_prefix: str, checkpoint: str) -> None:
     """Fine-tune one level up to its budget (resuming its run when it has a checkpoint) and record every episode
     that ends; model.RunStopped (a KeyboardInterrupt) once a signal stopped it, with its last update saved."""
-    from agent import build_envs
+    import env as envs
     from architecture import A2CPolicy
     from model import train
     run_dir, path = level_paths(out, level)
@@ -219,7 +219,7 @@ def fine_tune_level(out: str, level: str, config, init_prefix: str, checkpoint: 
     start = f"resuming at {steps:,} steps with {len(episodes)} episodes recorded" if latest else \
         "from the checkpoint's weights, a fresh optimizer"
     print(f"level {level}: fine-tuning {budget:,} steps on {config.num_envs} envs, {start}", flush=True)
-    venv = build_envs(config, config.game, [level])
+    venv = envs.build_vec_env(config, config.game, [level])
     try:
         train(A2CPolicy, venv, config, run_dir=run_dir, resume_from=latest,
               init_weights=None if latest else init_prefix,
@@ -262,13 +262,8 @@ def format_results(rows: list) -> str:
             return "-" if math.isnan(value) else f"{value:.3f}" if column == "mean_progress" else f"{value:,.1f}"
         return f"{value:,}" if isinstance(value, int) else str(value)
     columns = [c for c in COLUMNS if c != "budget"]
-    cells = [[cell(row, c) for c in columns] for row in rows]
-    widths = [max(len(c), *(len(line[i]) for line in cells)) for i, c in enumerate(columns)]
-    def line(values):
-        return "  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(values, widths)))
-    rule = "-" * len(line(columns))
-    body = [line(values) for values in cells]
-    return "\n".join([line(columns), rule, *body[:-1], rule, body[-1]])
+    from evaluate import aligned_table
+    return aligned_table(columns, [[cell(row, c) for c in columns] for row in rows])
 
 
 def paper_lines(sonic: bool) -> list:

@@ -206,6 +206,9 @@ CASES = [
      ["exists and is not an empty folder", "nothing is overwritten"]),
     ("export of a path that does not exist", "export.py", ["{base}/no-such-run", "{tmp}/out"],
      ["checkpoint '", "no-such-run' not found"]),
+    ("--resume of a run that has trained its whole budget", "agent.py", ["--resume", "{base}/runs/r"],
+     ["has already trained 128 steps, its whole --total-timesteps 128: nothing to do",
+      "--total-timesteps 256"]),
     ("levels demo with one group", "bench/levels_demo.py", ["--groups", "1", "--out", "{tmp}/demo"],
      ["--groups must lie between 2 and 26, got 1"]),
     ("levels demo into an existing folder", "bench/levels_demo.py", ["--out", "{base}/runs/r"],
@@ -507,6 +510,7 @@ def test_a_full_disk_at_the_first_checkpoint_says_there_is_none(existing, tmp_pa
                                  "then start the run again")
     assert "previous checkpoint is intact" not in line and "Detected at node" not in line
     assert not os.path.exists(tmp_path / "models" / "latest")
+    assert not os.path.exists(tmp_path / "runs" / "new")     # nothing of it could be resumed: no folder is left
 
 
 def test_a_full_disk_while_writing_a_plot_keeps_the_earlier_png(existing, tmp_path, monkeypatch, capsys):

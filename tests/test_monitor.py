@@ -2,7 +2,6 @@
 choose, each level's figures on a run over several levels (and plot.py --levels), videos (--video-every), the
 policy-collapse warning; export.py and the shipped agent of play.py / evaluate.py."""
 import csv
-import functools
 import glob
 import io
 import math

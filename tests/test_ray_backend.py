@@ -48,21 +48,10 @@ def ray_processes() -> dict:
     return found
 
 
-def alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
-
-
 def still_alive(pids, timeout: float = 20.0) -> list:
     """The pids still running after waiting up to `timeout` s for them to exit."""
-    deadline = time.monotonic() + timeout
-    running = [pid for pid in pids if alive(pid)]
-    while running and time.monotonic() < deadline:
-        time.sleep(0.2)
-        running = [pid for pid in running if alive(pid)]
-    return running
+    from ray_nodes import wait_gone
+    return wait_gone(pids, timeout)
 
 
 def graph_and_model(num_envs: int, venv_like):
