@@ -15,6 +15,9 @@ from typing import Optional
 
 from errors import CheckpointError, ConfigError, check_number  # ConfigError raised here (config.ConfigError as before)
 
+OPTIMIZERS = ("rmsprop", "rmsprop-2018", "adam")   # --optimizer (model.Model builds each)
+BACKENDS = ("local", "ray")                         # --backend (env.build_vec_env builds each)
+
 # Fields a resumed run may change without `--allow-config-change`: they do not alter what is learned.
 RESUMABLE_WITHOUT_CHANGE = frozenset({
     "total_timesteps", "log_interval", "keep_checkpoints", "restart_workers", "progress",
@@ -137,8 +140,8 @@ def validate(config: TrainConfig) -> None:
     if config.vec_env not in ("subproc", "dummy"):
         raise ConfigError(f"--vec-env must be 'subproc' or 'dummy', got {config.vec_env!r}")
     validate_backend(config)
-    if config.optimizer not in ("rmsprop", "rmsprop-2018", "adam"):
-        raise ConfigError(f"--optimizer must be 'rmsprop', 'rmsprop-2018' or 'adam', got {config.optimizer!r}")
+    if config.optimizer not in OPTIMIZERS:
+        raise ConfigError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {config.optimizer!r}")
     check_number("--epsilon", config.epsilon, positive=True)
     check_number("--ratio-cap", config.ratio_cap, minimum=0)
     check_number("--max-kl", config.max_kl, minimum=0)
@@ -151,8 +154,8 @@ def validate(config: TrainConfig) -> None:
 
 def validate_backend(config: TrainConfig) -> None:
     """The --backend options: a known backend; with ray, num_envs = num_workers x envs_per_worker."""
-    if config.backend not in ("local", "ray"):
-        raise ConfigError(f"--backend must be 'local' or 'ray', got {config.backend!r}")
+    if config.backend not in BACKENDS:
+        raise ConfigError(f"--backend must be one of {', '.join(BACKENDS)}, got {config.backend!r}")
     if config.backend == "local":
         if config.ray_address:
             raise ConfigError("--ray-address is for --backend ray: add --backend ray, or drop --ray-address")

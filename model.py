@@ -13,7 +13,7 @@ import numpy as np
 import tensorflow.compat.v1 as tf
 
 from checkpoint import CheckpointError, RunFolder, default_run_dir, load_state, resolve_checkpoint
-from config import BEHAVIOUR_2018, ConfigError, TrainConfig, resolve, validate
+from config import BEHAVIOUR_2018, OPTIMIZERS, ConfigError, TrainConfig, resolve, validate
 from logger import RunLogger, TimeEstimate
 from monitor import CollapseWatch, Evaluation, evaluation_levels, record_video, training_level_figures
 from rollout import Rollout, RolloutObs
@@ -37,9 +37,6 @@ def session_config(threads: int = 0) -> "tf.ConfigProto":
 
 
 # ----------------------------------------------------------------------------- the model
-
-OPTIMIZERS = ("rmsprop", "rmsprop-2018", "adam")
-
 
 def zero_start_rmsprop(grads_and_params, lr, decay=0.99, epsilon=1e-5, name="RMSPropZero"):
     """RMSProp whose mean-square slot starts at 0 and is bias-corrected, epsilon outside the root (that is Adam
