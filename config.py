@@ -78,7 +78,7 @@ class TrainConfig:
     eval_episodes: int = field(default=5, metadata={"help": "episodes of each evaluation level per evaluation"})
     eval_levels: str = field(default="auto", metadata={"help": "'auto' (Sonic's held-out levels, else the trained game's level), 'held-out', 'train', 'default', or level names of the trained game, separated by commas"})
     video_every: int = field(default=0, metadata={"help": "updates between videos of one episode of the current policy (sampled actions, the first of --eval-levels) as runs/NAME/videos/update_N.gif and in TensorBoard's images (0: none)"})
-    collapse_warning: float = field(default=0.1, metadata={"help": "warn (a line, and TensorBoard text) when the policy entropy falls below this fraction of its maximum ln(actions), or halves in one update: the policy has nearly stopped exploring (0: never)"})
+    collapse_warning: float = field(default=0.1, metadata={"help": "warn (a line, and TensorBoard text) when the policy entropy falls below this fraction of its maximum ln(actions), or halves in one update: the policy has nearly stopped exploring; try a larger --ent-coef, a smaller --lr or a tighter --max-kl, or resume from an earlier checkpoint (0: never)"})
     # --- robustness ---
     restart_workers: bool = field(default=False, metadata={"help": "restart an env worker that dies or raises, and go on"})
     worker_timeout: float = field(default=60.0, metadata={"help": "seconds an env worker may take for one step before it counts as hung"})
