@@ -3,6 +3,7 @@
 Scalars are namespaced as TensorBoard groups them (`charts/episode_return`, `losses/value_loss`, ...);
 `tensorboard --logdir runs` shows every run side by side. A progress bar (tqdm) runs only on a terminal.
 """
+import contextlib
 import csv
 import math
 import os
@@ -92,6 +93,33 @@ def _is_number(text) -> bool:
         return False
 
 
+class EventFile:
+    """A TensorBoard event file written in this thread: each write reaches the file (and its error, such as a full
+    disk, is raised here) before the call returns. TF's FileWriter writes from a thread of its own, which on a
+    full disk prints a traceback of that thread and fails a later call."""
+
+    def __init__(self, run_dir: str, suffix: str):
+        import socket
+
+        from tensorboard.summary.writer.record_writer import RecordWriter
+        self.path = os.path.join(run_dir, f"events.out.tfevents.{int(time.time())}.{socket.gethostname()}{suffix}")
+        self.records = RecordWriter(open(self.path, "wb"))
+        self.write(tf.Event(wall_time=time.time(), file_version="brain.Event:2"))
+
+    def write(self, event: "tf.Event") -> None:
+        self.records.write(event.SerializeToString())
+        self.records.flush()
+
+    def add_summary(self, summary: "tf.Summary", step: int) -> None:
+        self.write(tf.Event(wall_time=time.time(), step=int(step), summary=summary))
+
+    def add_session_log(self, session_log: "tf.SessionLog", step: int) -> None:
+        self.write(tf.Event(wall_time=time.time(), step=int(step), session_log=session_log))
+
+    def close(self) -> None:
+        self.records.close()
+
+
 def histogram_summary(tag: str, values) -> "tf.Summary":
     """A TensorBoard histogram of `values` [n] built with numpy (no graph ops needed)."""
     values = np.asarray(values, dtype=np.float64)
@@ -112,13 +140,13 @@ class RunLogger:
         self.stream = stream or sys.stdout
         self.csv_path = os.path.join(run_dir, "progress.csv")
         self.fieldnames, self.rows = self._rows_until(start_timesteps)   # header (None: no table yet), rows
-        with tf.Graph().as_default():   # FileWriter refuses eager mode (TF2's default when model.py is not imported)
-            # a unique, chronologically sorting suffix: a resume within the same second must not overwrite the
-            # previous file (the name's time has 1 s resolution), and TensorBoard reads files in name order
-            self.writer = tf.summary.FileWriter(run_dir, filename_suffix=f".{time.time_ns()}")
-        if start_timesteps:
-            # TensorBoard discards events of earlier files with a larger step than a START session log
-            self.writer.add_session_log(tf.SessionLog(status=tf.SessionLog.START), start_timesteps)
+        # a unique, chronologically sorting suffix: a resume within the same second must not overwrite the
+        # previous file (the name's time has 1 s resolution), and TensorBoard reads files in name order
+        with self.events_written():
+            self.writer = EventFile(run_dir, f".{time.time_ns()}")
+            if start_timesteps:
+                # TensorBoard discards events of earlier files with a larger step than a START session log
+                self.writer.add_session_log(tf.SessionLog(status=tf.SessionLog.START), start_timesteps)
         self.bar = None
         if progress and getattr(self.stream, "isatty", lambda: False)():
             from tqdm import tqdm
@@ -152,11 +180,11 @@ class RunLogger:
         step = int(row["total_timesteps"])
         values = [tf.Summary.Value(tag=TAGS.get(k, k), simple_value=float(v)) for k, v in row.items()
                   if isinstance(v, (int, float)) and not isinstance(v, bool)]
-        self.writer.add_summary(tf.Summary(value=values), step)
-        if len(episode_returns):
-            self.writer.add_summary(histogram_summary("episodes/return", episode_returns), step)
-            self.writer.add_summary(histogram_summary("episodes/length", episode_lengths), step)
-        self.writer.flush()
+        with self.events_written():
+            self.writer.add_summary(tf.Summary(value=values), step)
+            if len(episode_returns):
+                self.writer.add_summary(histogram_summary("episodes/return", episode_returns), step)
+                self.writer.add_summary(histogram_summary("episodes/length", episode_lengths), step)
 
     def _rows_until(self, timesteps: int) -> tuple:
         """(header, rows) of progress.csv without rows past `timesteps`, written back when some were dropped."""
@@ -171,8 +199,8 @@ class RunLogger:
         self.print(text)
         metadata = tf.SummaryMetadata(plugin_data=tf.SummaryMetadata.PluginData(plugin_name="text"))
         value = tf.Summary.Value(tag=tag, metadata=metadata, tensor=tf.make_tensor_proto(text))
-        self.writer.add_summary(tf.Summary(value=[value]), step)
-        self.writer.flush()
+        with self.events_written():
+            self.writer.add_summary(tf.Summary(value=[value]), step)
 
     def animation(self, tag: str, gif_path: str, step: int) -> None:
         """An animated GIF file into TensorBoard's images tab (it plays there as it does in a browser)."""
@@ -182,8 +210,18 @@ class RunLogger:
         with Image.open(gif_path) as gif:
             width, height = gif.size
         image = tf.Summary.Image(height=height, width=width, colorspace=3, encoded_image_string=data)
-        self.writer.add_summary(tf.Summary(value=[tf.Summary.Value(tag=tag, image=image)]), step)
-        self.writer.flush()
+        with self.events_written():
+            self.writer.add_summary(tf.Summary(value=[tf.Summary.Value(tag=tag, image=image)]), step)
+
+    @contextlib.contextmanager
+    def events_written(self):
+        """Turn a failed write of the TensorBoard events (a full disk) into one CheckpointError line."""
+        try:
+            yield
+        except OSError as error:
+            raise CheckpointError(f"could not write the TensorBoard events in {self.run_dir!r} "
+                                  f"({error.strerror or error}): the run stopped; its last checkpoint is intact: "
+                                  "free disk space, then continue it with --resume") from None
 
     def _append_csv(self, row: dict) -> None:
         if self.fieldnames is None:
@@ -208,7 +246,8 @@ class RunLogger:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
-        self.writer.close()
+        with contextlib.suppress(OSError):   # every event was flushed as it was written: nothing is lost here
+            self.writer.close()
 
 
 def count_of(number: int, noun: str) -> str:

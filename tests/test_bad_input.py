@@ -623,3 +623,20 @@ def test_the_table_covers_every_script_and_each_setup_names_a_case():
                        "bench/levels_demo.py"}
     for script in scripts:
         assert os.path.isfile(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), script))
+
+
+def test_a_full_disk_while_writing_tensorboard_events_is_one_line(tmp_path):
+    """The events are written in the learner's thread: a full disk is one CheckpointError that says the last
+    checkpoint is intact, not a traceback of a writer thread."""
+    import io
+
+    import logger
+    run_logger = logger.RunLogger(str(tmp_path), 1000, progress=False, stream=io.StringIO())
+
+    def full(data):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    run_logger.writer.records._writer.write = full
+    with pytest.raises(logger.CheckpointError, match=r"could not write the TensorBoard events in .*\(No space left "
+                                                     r"on device\): the run stopped; its last checkpoint is intact"):
+        run_logger.log_row({"nupdates": 1, "total_timesteps": 64, "ep_return_mean": float("nan")})
+    run_logger.close()
