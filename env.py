@@ -15,6 +15,9 @@ Wrapper chain of one environment, innermost first (the Retro Contest's base env,
     PreprocessFrame                                       [96, 96, 1] uint8 gray
     FrameStack(4)                                         [96, 96, 4] uint8
     AllowBacktracking                                     reward = max(0, cumulative - best cumulative)
+An Atari game (`ALE/<Name>-v5`, through ale-py) keeps ALE's own frame skip 4 and sticky actions 0.25 and its
+minimal action set, then LifeLoss, TimeLimit(27,000), EpisodeStats, RewardScaler, PreprocessFrame, FrameStack
+(the discretizer and the backtracking reward are Sonic's).
 """
 import functools
 
@@ -48,6 +51,11 @@ REWARD_SCALE = 0.01
 FRAME_SIZE = 96
 STACK = 4
 SONIC_FINISH_REWARD = 9000.0   # the contest scenario pays 9000 for x-progress through a whole level
+# Atari games (ale-py, whose wheel ships the ROMs): ALE's own frame skip and sticky actions, the Retro Contest's
+# values; one level; at most 27,000 agent steps (108,000 frames) an episode, the usual Atari limit
+ATARI_PREFIX = "ALE/"
+ATARI_LEVEL = "Default"
+ATARI_MAX_EPISODE_STEPS = 27_000
 
 # The seed's 7 actions, as combinations of Genesis buttons.
 ACTIONS = [["LEFT"], ["RIGHT"], ["LEFT", "DOWN"], ["RIGHT", "DOWN"], ["DOWN"], ["DOWN", "B"], ["B"]]
@@ -60,7 +68,9 @@ ROM_HELP = ("import it with `python -m stable_retro.import DIR`, where DIR holds
 # ----------------------------------------------------------------------------- games and levels
 
 def rom_imported(game: str) -> bool:
-    """True when stable-retro finds a ROM file for `game`."""
+    """True when stable-retro finds a ROM file for `game` (an Atari game's ROM ships in ale-py's wheel)."""
+    if is_atari(game):
+        return True
     try:
         stable_retro.data.get_romfile_path(game)
         return True
@@ -68,10 +78,27 @@ def rom_imported(game: str) -> bool:
         return False
 
 
+def is_atari(game: str) -> bool:
+    return game.startswith(ATARI_PREFIX)
+
+
+def atari_ids() -> list:
+    """The ALE/<Name>-v5 ids ale-py registers with gymnasium."""
+    import ale_py
+    gym.register_envs(ale_py)
+    return sorted(name for name in gym.registry if name.startswith(ATARI_PREFIX) and name.endswith("-v5"))
+
+
 def resolve_game(choice: str = "auto") -> str:
-    """'auto' -> Sonic when its ROM is imported, else the default game; 'sonic' -> Sonic or GameError."""
+    """'auto' -> Sonic when its ROM is imported, else the default game; 'sonic' -> Sonic or GameError;
+    'ALE/<Name>-v5' -> that Atari game, or GameError saying what is valid."""
     if choice == "auto":
         return SONIC_GAME if rom_imported(SONIC_GAME) else DEFAULT_GAME
+    if is_atari(choice):
+        if choice not in atari_ids():
+            raise GameError(f"unknown Atari game {choice!r}: give ALE/<Name>-v5 with a game ale-py ships, such as "
+                            "ALE/Pong-v5, ALE/SpaceInvaders-v5 or ALE/Qbert-v5")
+        return choice
     game = SONIC_GAME if choice.lower() in ("sonic", SONIC_GAME.lower()) else choice
     if game not in stable_retro.data.list_games(stable_retro.data.Integrations.ALL):
         raise GameError(f"unknown game {choice!r}: use 'auto', 'sonic' or a game id that stable-retro knows, "
@@ -91,10 +118,19 @@ def fallback_notice(choice: str, game: str) -> str:
     return ""
 
 
+def game_levels(game: str) -> list:
+    """Every level (state) of `game`: an Atari game has one."""
+    if is_atari(game):
+        return [ATARI_LEVEL]
+    return stable_retro.data.list_states(game, stable_retro.data.Integrations.ALL)
+
+
 def default_levels(game: str) -> list:
     """The training levels of `game`: LEVELS for Sonic, the default state otherwise."""
     if game == SONIC_GAME:
         return list(LEVELS)
+    if is_atari(game):
+        return [ATARI_LEVEL]
     if game == DEFAULT_GAME:
         return [DEFAULT_STATE]
     states = stable_retro.data.list_states(game, stable_retro.data.Integrations.ALL)
@@ -103,7 +139,7 @@ def default_levels(game: str) -> list:
 
 def check_levels(game: str, levels: list) -> None:
     """Raise GameError naming the valid states when a level is not a state of `game`."""
-    valid = stable_retro.data.list_states(game, stable_retro.data.Integrations.ALL)
+    valid = game_levels(game)
     for level in levels:
         if level not in valid:
             raise GameError(f"unknown state {level!r} for {game}: valid states are {', '.join(valid)}")
@@ -369,8 +405,31 @@ def make_retro(game: str, level: str, render_mode=None):
                              inttype=stable_retro.data.Integrations.ALL)
 
 
+def make_atari(game: str, render_mode=None):
+    """An ALE game with ALE's frame skip (4) and sticky actions (0.25) and its minimal action set."""
+    import ale_py
+    gym.register_envs(ale_py)
+    ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Error)   # no banner from every env process
+    return gym.make(game, frameskip=FRAME_SKIP, repeat_action_probability=STICK_PROB, full_action_space=False,
+                    render_mode=render_mode)
+
+
+def wrap_atari(base_env, max_episode_steps=ATARI_MAX_EPISODE_STEPS, frame_sink=None, level=None):
+    """The chain around an ALE env (frame skip and sticky actions are ALE's own): no button discretizer and no
+    backtracking reward, which are Sonic's; the lives, the limit, the statistics, the scale and the frames as
+    for every game."""
+    if frame_sink is not None:
+        base_env = RecordFrames(base_env, frame_sink)
+    env = gym.wrappers.TimeLimit(LifeLoss(base_env), max_episode_steps=max_episode_steps)
+    env = EpisodeStats(env, level=level)
+    return FrameStack(PreprocessFrame(RewardScaler(env)))
+
+
 def make_level(game: str, level: str, render_mode=None, frame_sink=None):
-    """One fully wrapped environment of `game` at `level`: observations [96, 96, 4] uint8, 7 actions."""
+    """One fully wrapped environment of `game` at `level`: observations [96, 96, 4] uint8; 7 actions (an Atari
+    game: its own minimal set)."""
+    if is_atari(game):
+        return wrap_atari(make_atari(game, render_mode), frame_sink=frame_sink, level=level)
     finish = SONIC_FINISH_REWARD if game == SONIC_GAME else None
     return wrap(make_retro(game, level, render_mode), finish_reward=finish, frame_sink=frame_sink, level=level)
 

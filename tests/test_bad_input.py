@@ -50,6 +50,8 @@ RESUME_COPY = ["--resume", "{tmp}/runs/r", "--runs-dir", "{tmp}/runs", "--models
 CASES = [
     ("unknown game", "agent.py", ["--game", "NoSuchGame-Genesis"],
      ["unknown game 'NoSuchGame-Genesis'", "use 'auto', 'sonic' or a game id that stable-retro knows"]),
+    ("unknown Atari game", "agent.py", ["--game", "ALE/NoSuchGame-v5"],
+     ["unknown Atari game 'ALE/NoSuchGame-v5'", "give ALE/<Name>-v5 with a game ale-py ships"]),
     ("unknown state", "agent.py", ["--levels", "NoSuchLevel"],
      ["unknown state 'NoSuchLevel' for Airstriker-Genesis-v0", "valid states are Level1"]),
     ("Sonic without its ROM", "agent.py", ["--game", "sonic"],
