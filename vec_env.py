@@ -13,10 +13,13 @@ worker while the others go on; both matter for runs that last days, so the small
 import multiprocessing as mp
 import multiprocessing.connection
 import os
+import select
 import signal
+import struct
 import threading
 import time
 import traceback
+from multiprocessing.reduction import ForkingPickler
 
 import cloudpickle
 import numpy as np
@@ -105,6 +108,32 @@ def factory_modules(env_fns) -> list:
     the module that defines each factory (a functools.partial's function; a lambda's defining module)."""
     modules = {getattr(getattr(fn, "func", fn), "__module__", None) for fn in env_fns}
     return sorted({"__main__"} | modules - {None})
+
+
+def recv_by(conn, deadline: float):
+    """conn.recv(), read whole by `deadline` (time.monotonic()), else TimeoutError; EOFError when the other end
+    closed. Connection.recv bounds nothing: a message over 16 KiB (an observation is 37 KB) is written as a
+    header, then a body, and a worker stopped between the two would block recv() for as long as it stays stopped.
+    The framing is multiprocessing's own: a 4-byte big-endian length (-1: an 8-byte one follows), the pickle."""
+    fd = conn.fileno()
+
+    def read(count: int) -> bytes:
+        chunks = []
+        while count:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
+                raise TimeoutError
+            chunk = os.read(fd, count)   # readable: returns what has arrived, without waiting
+            if not chunk:
+                raise EOFError
+            chunks.append(chunk)
+            count -= len(chunk)
+        return b"".join(chunks)
+
+    size, = struct.unpack("!i", read(4))
+    if size == -1:
+        size, = struct.unpack("!Q", read(8))
+    return ForkingPickler.loads(read(size))
 
 
 def _worker(conn, env_fn, seed: int) -> None:
@@ -238,11 +267,14 @@ class SubprocVecEnv:
     def _receive(self, idx: int, what: str):
         """The payload of worker idx's answer, or WorkerError naming why there is none."""
         conn, proc = self.conns[idx], self.procs[idx]
-        ready = mp.connection.wait([conn, proc.sentinel], timeout=self.timeout)
-        if not ready:
-            raise WorkerError(idx, self.names[idx], f"no answer to '{what}' within {self.timeout:g} s (hung)")
+        deadline = time.monotonic() + self.timeout
+        hung = f"no answer to '{what}' within {self.timeout:g} s (hung)"
+        if not mp.connection.wait([conn, proc.sentinel], timeout=self.timeout):
+            raise WorkerError(idx, self.names[idx], hung)
         try:
-            status, payload = conn.recv()
+            status, payload = recv_by(conn, deadline)   # the whole message within the same timeout
+        except TimeoutError:
+            raise WorkerError(idx, self.names[idx], hung) from None
         except (EOFError, OSError):
             proc.join(timeout=1.0)
             raise WorkerError(idx, self.names[idx], f"its process died (exit code {proc.exitcode})") from None

@@ -69,7 +69,8 @@ class ImageEnv(gym.Env):
 
 class FailingEnv(ImageEnv):
     """An ImageEnv whose `fail_after`-th step fails: mode 'raise' raises RuntimeError, mode 'kill' kills its own
-    process with SIGKILL, mode 'hang' never answers (sleeps for an hour). With `marker` (a file path) it fails only while that file does not exist, and creates
+    process with SIGKILL, mode 'hang' never answers (sleeps for an hour), mode 'stall-mid-message' sends the
+    length of its answer and stops (SIGSTOP) before the rest. With `marker` (a file path) it fails only while that file does not exist, and creates
     it when failing: a restarted worker then goes on (the failure happens once over all processes)."""
 
     def __init__(self, fail_after: int, mode: str = "raise", marker=None, **kwargs):
@@ -85,8 +86,25 @@ class FailingEnv(ImageEnv):
                 os.kill(os.getpid(), signal.SIGKILL)
             if self.mode == "hang":
                 time.sleep(3600)
+            if self.mode == "stall-mid-message":
+                stop_after_next_header()
+                return super().step(action)
             raise RuntimeError(f"fake emulator failure at step {self.steps_taken + 1} of {self.level}")
         return super().step(action)
+
+
+def stop_after_next_header() -> None:
+    """In an env worker: the next message over 16 KiB that it sends (multiprocessing writes its 4-byte length,
+    then its body) is cut after the length, and the process stops itself there (SIGSTOP), as a worker stopped
+    in the middle of sending would be."""
+    from multiprocessing.connection import Connection
+    send = Connection._send
+
+    def send_then_stop(self, buf, *args):
+        send(self, buf, *args)
+        if len(buf) == 4:
+            os.kill(os.getpid(), signal.SIGSTOP)
+    Connection._send = send_then_stop
 
 
 def make_image_env(idx: int = 0, episode_length: int = 16, decay: bool = False) -> ImageEnv:

@@ -77,6 +77,27 @@ def test_hung_worker_is_reported_and_closed():
     assert not any(proc.is_alive() for proc in workers)
 
 
+def test_a_worker_stopped_in_the_middle_of_an_answer_is_hung_within_the_timeout():
+    """The worker writes the length of its 37 KB answer, then stops (SIGSTOP) before the body: the wait on it
+    is bounded as a whole, so WorkerError '(hung)' comes within the timeout (2 s) and a second, and close()
+    still ends the stopped process."""
+    from vec_env import SubprocVecEnv, WorkerError
+    venv = SubprocVecEnv(faulty_envs.env_fns(2, 16, failing=0, fail_after=2, mode="stall-mid-message"),
+                         names=faulty_envs.names(2), timeout=2)
+    workers = list(venv.procs)
+    try:
+        venv.reset()
+        venv.step([0, 0])
+        started = time.monotonic()
+        with pytest.raises(WorkerError) as caught:
+            call_bounded(lambda: venv.step([0, 0]), BOUND)
+        assert time.monotonic() - started < 2 + 1
+        assert str(caught.value) == "env 0 (fake/level-0) failed: no answer to 'step' within 2 s (hung)"
+    finally:
+        call_bounded(venv.close, BOUND)
+    assert not any(proc.is_alive() for proc in workers)
+
+
 def test_restart_workers_goes_on_and_counts(tmp_path):
     """Env 0 kills itself once (SIGKILL) and env 1 raises once: with restart on, both are replaced, the run
     completes its 4 updates, and worker_restarts counts 2 in the table and the checkpoint."""
