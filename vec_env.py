@@ -11,7 +11,9 @@ AsyncVectorEnv has the same layout but cannot name the level whose worker failed
 worker while the others go on; both matter for runs that last days, so the small worker protocol is here.
 """
 import multiprocessing as mp
+import mmap
 import multiprocessing.connection
+import multiprocessing.util
 import os
 import select
 import signal
@@ -19,6 +21,7 @@ import struct
 import threading
 import time
 import traceback
+from multiprocessing import reduction
 from multiprocessing.reduction import ForkingPickler
 
 import cloudpickle
@@ -137,21 +140,28 @@ def recv_by(conn, deadline: float):
 
 
 def _worker(conn, env_fn, seed: int) -> None:
-    """Body of one env process: answers ('ok', payload) or ('error', traceback) to each command."""
+    """Body of one env process: answers ('ok', payload) or ('error', traceback) to each command. Once the
+    learner has sent 'attach' (and the segment's descriptor), observations go into this env's slot of the
+    shared segment and the answers carry None in their place."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C and SIGTERM are the learner's to handle: it
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # finishes its step, saves and closes us (even when the
     #                                                signal went to the whole process group: timeout, systemd)
     env = None
+    slot = None   # [*obs_shape] view of this env's slot in the learner's segment, once attached
     try:
         env = env_fn()
         conn.send(("ok", (env.observation_space, env.action_space)))
         while True:
             command, data = conn.recv()
             if command == "step":
-                conn.send(("ok", step_with_autoreset(env, data)))
+                obs, reward, done, info = step_with_autoreset(env, data)
+                conn.send(("ok", (_put(slot, obs), reward, done, info)))
             elif command == "reset":
-                conn.send(("ok", env.reset(seed=seed)[0]))
+                conn.send(("ok", _put(slot, env.reset(seed=seed)[0])))
                 seed = None                        # only the first reset is seeded
+            elif command == "attach":
+                slot = _attach_slot(conn, *data)
+                conn.send(("ok", None))
             elif command == "close":
                 break
     except (EOFError, BrokenPipeError, KeyboardInterrupt):
@@ -165,6 +175,55 @@ def _worker(conn, env_fn, seed: int) -> None:
         if env is not None:
             env.close()
         conn.close()
+
+
+def _put(slot, obs):
+    """Write obs into the shared slot and return None, or return obs itself when there is no slot."""
+    if slot is None:
+        return obs
+    slot[...] = obs   # a wrong shape raises here and is reported as the env's error
+    return None
+
+
+def _attach_slot(conn, offset: int, length: int, shape: tuple, dtype: str) -> np.ndarray:
+    """Map the segment whose descriptor follows on conn; -> the [*shape] view at `offset` bytes."""
+    fd = reduction.recv_handle(conn)
+    try:
+        segment = mmap.mmap(fd, length)
+    finally:
+        os.close(fd)   # the mapping keeps the memory; it goes when the last process unmaps it
+    return np.ndarray(shape, np.dtype(dtype), buffer=segment, offset=offset)
+
+
+class SharedObs:
+    """The learner's buffer of every env's current observation, [nenvs, *shape], in anonymous shared memory
+    (memfd_create): it has no name, in /dev/shm or anywhere, so nothing can be left behind however the learner
+    ends; the kernel frees it when the last process holding it (learner or worker) has gone. Workers receive
+    its descriptor over their pipe (SCM_RIGHTS) and write their env's observation into their slot."""
+
+    def __init__(self, nenvs: int, shape: tuple, dtype):
+        self.shape, self.dtype = tuple(shape), np.dtype(dtype)
+        self.slot_bytes = int(np.prod(self.shape)) * self.dtype.itemsize
+        self.length = max(1, nenvs * self.slot_bytes)
+        self.fd = os.memfd_create("sonic-a2c-obs", os.MFD_CLOEXEC)
+        os.ftruncate(self.fd, self.length)
+        self.segment = mmap.mmap(self.fd, self.length)
+        self.array = np.ndarray((nenvs, *self.shape), self.dtype, buffer=self.segment)   # [nenvs, *shape]
+
+    @staticmethod
+    def usable(space) -> bool:
+        """Observations of one fixed shape and plain dtype (a Box), on a system with memfd_create."""
+        dtype = getattr(space, "dtype", None)
+        return (hasattr(os, "memfd_create") and getattr(space, "shape", None) is not None and dtype is not None
+                and np.dtype(dtype).kind in "biuf")
+
+    def attach_message(self, idx: int) -> tuple:
+        return ("attach", (idx * self.slot_bytes, self.length, self.shape, self.dtype.str))
+
+    def close(self) -> None:
+        self.array = None
+        self.segment.close()
+        os.close(self.fd)
 
 
 def start_forkserver() -> None:
@@ -224,14 +283,25 @@ def stop_helper_processes(resource_tracker: bool = True) -> None:
             pass
 
 
+def _close_all(conns) -> None:
+    for conn in conns:
+        if conn is not None:
+            conn.close()
+
+
 class SubprocVecEnv:
     """One env per process. A worker that raises, dies or hangs for `timeout` s raises WorkerError naming
     its env, unless `restart` is set: then it is replaced by a fresh process, its env reports done=True
-    for that step (with info['worker_restarted'] = the cause) and `restarts` counts it."""
+    for that step (with info['worker_restarted'] = the cause) and `restarts` counts it.
+
+    With `shared_obs` (the default, where the observation space is a fixed-shape Box and the system has
+    memfd_create) observations travel through a SharedObs segment instead of being pickled through the pipe,
+    which then carries only the action and the reward, done and info of each step."""
 
     _open = 0   # SubprocVecEnvs of this process not closed yet
 
-    def __init__(self, env_fns, seed: int = 0, names=None, restart: bool = False, timeout: float = 60.0):
+    def __init__(self, env_fns, seed: int = 0, names=None, restart: bool = False, timeout: float = 60.0,
+                 shared_obs: bool = True):
         self.env_fns = list(env_fns)
         self.num_envs = len(self.env_fns)
         self.names = list(names) if names else [f"env {i}" for i in range(self.num_envs)]
@@ -243,16 +313,25 @@ class SubprocVecEnv:
         self.ctx.set_forkserver_preload(factory_modules(self.env_fns))
         self.conns = [None] * self.num_envs
         self.procs = [None] * self.num_envs
+        self.shared = None   # SharedObs, once the workers have attached it
         SubprocVecEnv._open += 1
+        # at interpreter exit multiprocessing SIGTERMs its daemon children and joins them; ours ignore SIGTERM,
+        # so an uncaught error or Ctrl-C that left this env open would hang the exit. Closing the pipes first
+        # (a finalizer with a priority runs before that) ends each worker at its next read.
+        mp.util.Finalize(self, _close_all, args=(self.conns,), exitpriority=10)
         try:
             start_forkserver()
             for idx in range(self.num_envs):
                 self._start(idx)
             spaces = [self._receive(idx, "start") for idx in range(self.num_envs)]
+            self.observation_space, self.action_space = spaces[0]
+            if shared_obs and SharedObs.usable(self.observation_space):
+                self.shared = SharedObs(self.num_envs, self.observation_space.shape, self.observation_space.dtype)
+                for idx in range(self.num_envs):
+                    self._attach(idx)
         except BaseException:
             self.close()
             raise
-        self.observation_space, self.action_space = spaces[0]
 
     # -- processes
     def _start(self, idx: int, seed=None) -> None:
@@ -283,6 +362,19 @@ class SubprocVecEnv:
             raise WorkerError(idx, self.names[idx], last_line, details=payload)
         return payload
 
+    def _attach(self, idx: int) -> None:
+        """Hand worker idx the shared segment's descriptor and wait until it has mapped its slot."""
+        self._send(idx, self.shared.attach_message(idx))
+        try:
+            reduction.send_handle(self.conns[idx], self.shared.fd, self.procs[idx].pid)
+        except OSError:
+            pass   # the worker is gone; _receive reports it
+        self._receive(idx, "attach")
+
+    def _observations(self, received) -> np.ndarray:
+        """[nenvs, *obs_shape]: a copy of the shared buffer, or the received observations stacked."""
+        return self.shared.array.copy() if self.shared is not None else np.stack(received)
+
     def _send(self, idx: int, message) -> None:
         try:
             self.conns[idx].send(message)
@@ -295,6 +387,8 @@ class SubprocVecEnv:
         self.restarts += 1
         self._start(idx, seed=self.seed + idx + 1_000_003 * self.restarts)
         self._receive(idx, "start")
+        if self.shared is not None:
+            self._attach(idx)
         self._send(idx, ("reset", None))
         return self._receive(idx, "reset")
 
@@ -315,7 +409,7 @@ class SubprocVecEnv:
     def reset(self) -> np.ndarray:  # -> [nenvs, *obs_shape]
         for idx in range(self.num_envs):
             self._send(idx, ("reset", None))
-        return np.stack([self._receive(idx, "reset") for idx in range(self.num_envs)])
+        return self._observations([self._receive(idx, "reset") for idx in range(self.num_envs)])
 
     def step_async(self, actions) -> None:  # actions [nenvs]
         for idx, action in enumerate(actions):
@@ -331,7 +425,8 @@ class SubprocVecEnv:
                     raise
                 obs = self._replace(idx, error)
                 results.append((obs, 0.0, True, {"worker_restarted": str(error).splitlines()[0]}))
-        return _stack_results(results)
+        obs, rewards, dones, infos = zip(*results)
+        return (self._observations(obs), np.asarray(rewards, np.float32), np.asarray(dones, bool), list(infos))
 
     def step(self, actions) -> tuple:
         self.step_async(actions)
@@ -344,6 +439,9 @@ class SubprocVecEnv:
         self.closed = True
         for idx in range(self.num_envs):
             self._stop(idx)
+        if self.shared is not None:
+            self.shared.close()
+            self.shared = None
         SubprocVecEnv._open -= 1
         if SubprocVecEnv._open == 0:   # the last vector env of this process: its fork server goes too
             stop_forkserver()

@@ -88,7 +88,10 @@ class FailingEnv(ImageEnv):
                 time.sleep(3600)
             if self.mode == "stall-mid-message":
                 stop_after_next_header()
-                return super().step(action)
+                obs, reward, terminated, truncated, info = super().step(action)
+                # over 16 KiB whatever carries the observation (pipe or shared memory), as an answer that
+                # holds a final observation is
+                return obs, reward, terminated, truncated, dict(info, padding=bytes(40_000))
             raise RuntimeError(f"fake emulator failure at step {self.steps_taken + 1} of {self.level}")
         return super().step(action)
 
