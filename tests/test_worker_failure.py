@@ -59,30 +59,14 @@ def test_killed_worker_is_reported_by_the_vector_env():
     assert not any(proc.is_alive() for proc in workers)
 
 
-def test_hung_worker_is_reported_and_closed():
-    """A worker that stops answering: WorkerError after the vector env's timeout (2 s here), and close() still
-    ends it (it ignores SIGTERM, so close escalates to SIGKILL)."""
+@pytest.mark.parametrize("mode", ["hang", "stall-mid-message"])
+def test_hung_worker_is_reported_and_closed(mode):
+    """A worker that stops answering ('hang'), or that writes the length of its 37 KB answer and stops itself
+    (SIGSTOP) before the body ('stall-mid-message'): the wait on it is bounded as a whole, so WorkerError
+    '(hung)' comes within the vector env's timeout (2 s here) and a second, and close() still ends it (it ignores
+    SIGTERM, so close escalates to SIGKILL)."""
     from vec_env import SubprocVecEnv, WorkerError
-    venv = SubprocVecEnv(faulty_envs.env_fns(2, 16, failing=0, fail_after=2, mode="hang"),
-                         names=faulty_envs.names(2), timeout=2)
-    workers = list(venv.procs)
-    try:
-        venv.reset()
-        venv.step([0, 0])
-        with pytest.raises(WorkerError) as caught:
-            call_bounded(lambda: venv.step([0, 0]), BOUND)
-        assert str(caught.value) == "env 0 (fake/level-0) failed: no answer to 'step' within 2 s (hung)"
-    finally:
-        call_bounded(venv.close, BOUND)
-    assert not any(proc.is_alive() for proc in workers)
-
-
-def test_a_worker_stopped_in_the_middle_of_an_answer_is_hung_within_the_timeout():
-    """The worker writes the length of its 37 KB answer, then stops (SIGSTOP) before the body: the wait on it
-    is bounded as a whole, so WorkerError '(hung)' comes within the timeout (2 s) and a second, and close()
-    still ends the stopped process."""
-    from vec_env import SubprocVecEnv, WorkerError
-    venv = SubprocVecEnv(faulty_envs.env_fns(2, 16, failing=0, fail_after=2, mode="stall-mid-message"),
+    venv = SubprocVecEnv(faulty_envs.env_fns(2, 16, failing=0, fail_after=2, mode=mode),
                          names=faulty_envs.names(2), timeout=2)
     workers = list(venv.procs)
     try:
