@@ -6,6 +6,8 @@ Examples:
     python bench/throughput.py --configs tiny --reps 1 --updates 1 --json out.json    # a quick check
 
 For each configuration it prints min / median / max over the repetitions of:
+  limit        agent steps/s of one env of the whole wrapper chain stepped in this process (no IPC, random
+               actions) times the cores this process may run on: what the emulators could do with nothing else
   ceiling      agent steps/s of the project's vector env (full wrapper chain) with random actions
   learn        agent steps/s of learn() over K updates after a warm-up update, and the split of each update
                into sampling (env stepping + policy inference), training (the minibatch epochs) and the rest
@@ -14,7 +16,9 @@ For each configuration it prints min / median / max over the repetitions of:
 With --compare-2018 the learn and train_op figures are also taken with every 2018 setting (TF1 RMSProp), each
 repetition measuring both in turn, and the ratios defaults / 2018 are printed.
   peak memory  the sum of PSS (RSS where PSS is unavailable) over the learner and its env workers, during learn
-plus the ratios the targets are stated in: sampling / ceiling, training / train_op, learn / ceiling.
+plus the ratios the targets are stated in: sampling / ceiling, training / train_op, learn / ceiling, and each
+of ceiling, sampling, training (as agent steps/s: samples/s over the epochs) and learn as a fraction of the
+limit (the `of_limit_*` lines).
 
 With --backend ray it measures the sampling of each configuration side by side, in one run and against one
 model: the local Runner over num_envs env processes, and Ray's rollout workers (--num-workers of
@@ -73,6 +77,34 @@ def measure_ceiling(num_envs: int, steps: int, seed: int) -> float:
         return steps * num_envs / (time.perf_counter() - start)
     finally:
         venv.close()
+
+
+def usable_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+def measure_limit(steps: int, seed: int) -> float:
+    """Agent steps/s of one env of the whole wrapper chain in this process, random actions, times the usable
+    cores. The env is closed before any worker starts (one emulator per process)."""
+    game = envs.resolve_game("auto")
+    env = envs.make_env(0, game)
+    try:
+        rng = np.random.default_rng(seed)
+        env.reset(seed=seed)
+        for _ in range(20):
+            _step_in_process(env, rng)
+        start = time.perf_counter()
+        for _ in range(steps):
+            _step_in_process(env, rng)
+        return steps / (time.perf_counter() - start) * usable_cores()
+    finally:
+        env.close()
+
+
+def _step_in_process(env, rng) -> None:
+    _obs, _reward, terminated, truncated, _info = env.step(rng.integers(0, env.action_space.n))
+    if terminated or truncated:
+        env.reset()
 
 
 class Poller(abc.ABC):
@@ -203,8 +235,9 @@ def run_config(name: str, reps: int, updates: int, ceiling_steps: int, train_ste
                compare_2018: bool = False) -> dict:
     num_envs, nsteps, noptepochs, nminibatches = CONFIGS[name]
     minibatch = num_envs * nsteps // nminibatches
-    ceilings, learns, train_ops, learns_2018, train_ops_2018 = [], [], [], [], []
+    ceilings, learns, train_ops, learns_2018, train_ops_2018, limits = [], [], [], [], [], []
     for rep in range(reps):
+        limits.append(measure_limit(ceiling_steps, seed=rep))
         ceilings.append(measure_ceiling(num_envs, ceiling_steps, seed=rep))
         learns.append(measure_learn(num_envs, nsteps, noptepochs, nminibatches, updates, seed=rep))
         train_ops.append(measure_train_op(minibatch, train_steps, seed=rep))
@@ -223,6 +256,8 @@ def run_config(name: str, reps: int, updates: int, ceiling_steps: int, train_ste
     result["ratio_sampling_to_ceiling"] = spread([l["sampling_steps_per_s"] / c for l, c in zip(learns, ceilings)])
     result["ratio_training_to_train_op"] = spread([l["training_samples_per_s"] / t for l, t in zip(learns, train_ops)])
     result["ratio_learn_to_ceiling"] = spread([l["steps_per_s"] / c for l, c in zip(learns, ceilings)])
+    result["limit_steps_per_s"] = spread(limits)
+    result.update(of_limit(limits, ceilings, learns, noptepochs))
     if compare_2018:
         result["exact_2018_learn_steps_per_s"] = spread([l["steps_per_s"] for l in learns_2018])
         result["exact_2018_train_op_samples_per_s"] = spread(train_ops_2018)
@@ -230,6 +265,16 @@ def run_config(name: str, reps: int, updates: int, ceiling_steps: int, train_ste
                                                          for a, b in zip(learns, learns_2018)])
         result["ratio_train_op_defaults_to_2018"] = spread([a / b for a, b in zip(train_ops, train_ops_2018)])
     return result
+
+
+def of_limit(limits, ceilings, learns, noptepochs) -> dict:
+    """Each phase as a fraction of the limit, within each repetition: the ceiling, sampling, training (agent
+    steps/s it would sustain: samples/s over the epochs) and end to end."""
+    phases = {"ceiling": lambda c, l: c, "sampling": lambda c, l: l["sampling_steps_per_s"],
+              "training": lambda c, l: l["training_samples_per_s"] / noptepochs,
+              "learn": lambda c, l: l["steps_per_s"]}
+    return {f"of_limit_{name}": spread([rate(c, l) / limit for limit, c, l in zip(limits, ceilings, learns)])
+            for name, rate in phases.items()}
 
 
 # ----------------------------------------------------------------------------- --backend ray: side by side
