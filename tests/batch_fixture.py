@@ -43,18 +43,19 @@ def batch_arrays(batch, rollout) -> dict:
             "last_dones": rollout.last_dones}
 
 
-def new_model(num_envs: int, venv_like):
-    """A fresh graph, session and Model (the 2018 signature), seeded. -> (graph, sess, model)"""
+def new_model(num_envs: int, venv_like, nsteps: int = NSTEPS, seed: int = SEED):
+    """A fresh graph, session and Model (the 2018 signature) for `num_envs` envs of `venv_like`'s spaces,
+    seeded. -> (graph, sess, model)"""
     import tensorflow.compat.v1 as tf
 
     from architecture import A2CPolicy
     from model import Model
     graph = tf.Graph()
     with graph.as_default():
-        tf.set_random_seed(SEED)
+        tf.set_random_seed(seed)
         sess = tf.Session(graph=graph)
         with sess.as_default():
-            model = Model(A2CPolicy, venv_like.observation_space, venv_like.action_space, num_envs, NSTEPS, 0.01,
+            model = Model(A2CPolicy, venv_like.observation_space, venv_like.action_space, num_envs, nsteps, 0.01,
                           0.5, 0.5)
     return graph, sess, model
 

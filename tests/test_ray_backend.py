@@ -56,18 +56,8 @@ def still_alive(pids, timeout: float = 20.0) -> list:
 
 def graph_and_model(num_envs: int, venv_like):
     """A fresh graph, session and Model for `num_envs` envs of the fake image env. -> (graph, sess, model)."""
-    import tensorflow.compat.v1 as tf
-
-    from architecture import A2CPolicy
-    from model import Model
-    graph = tf.Graph()
-    with graph.as_default():
-        tf.set_random_seed(SEED)
-        sess = tf.Session(graph=graph)
-        with sess.as_default():
-            model = Model(A2CPolicy, venv_like.observation_space, venv_like.action_space, num_envs, NSTEPS, 0.01,
-                          0.5, 0.5)
-    return graph, sess, model
+    from batch_fixture import new_model
+    return new_model(num_envs, venv_like, NSTEPS, SEED)
 
 
 def workers_tree(sampler) -> list:
