@@ -743,8 +743,8 @@ class Learner:
         if update % config.log_interval == 0 or update == 1 or update == self.nupdates or evaluate:
             row = table_row(self.state, fps, losses, values, returns, current_lr, minibatch_steps)
             figures = training_level_figures(self.level_episodes)
-            eval_score = self._evaluate(row, figures) if self.evaluation is not None and evaluate else None
-            if self.evaluation is not None and not evaluate:
+            eval_score = self._evaluate(row, figures) if evaluate else None
+            if self.evaluation is not None and not evaluate:   # the columns stay, empty in this row
                 row.update(dict.fromkeys(self.evaluation.columns(), float("nan")))
             self.logger.log_row(row, [e["r"] for e in self.episodes], [e["l"] for e in self.episodes], figures)
             self.logger.print(f"checkpoint: {self.save(eval_score)}")
@@ -762,9 +762,8 @@ class Learner:
         for column in self.evaluation.columns():
             row[column] = scores.pop(column)
         figures.update(scores)
-        evaluation = self.evaluation
-        self.logger.print(f"evaluation: mean return {row['eval_return_mean']:.4g} over {len(evaluation.jobs)} "
-                          f"episodes of {', '.join(evaluation.levels)} ({row['eval_seconds']:.1f} s)")
+        self.logger.print(f"evaluation: mean return {row['eval_return_mean']:.4g} over {len(self.evaluation.jobs)} "
+                          f"episodes of {', '.join(self.evaluation.levels)} ({row['eval_seconds']:.1f} s)")
         return row["eval_return_mean"]
 
     def _record_video(self, update: int) -> None:
