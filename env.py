@@ -82,10 +82,16 @@ def is_atari(game: str) -> bool:
     return game.startswith(ATARI_PREFIX)
 
 
-def atari_ids() -> list:
-    """The ALE/<Name>-v5 ids ale-py registers with gymnasium."""
+def register_atari():
+    """Register ale-py's games with gymnasium (loaded only for an Atari game); -> the ale_py module."""
     import ale_py
     gym.register_envs(ale_py)
+    return ale_py
+
+
+def atari_ids() -> list:
+    """The ALE/<Name>-v5 ids ale-py registers with gymnasium."""
+    register_atari()
     return sorted(name for name in gym.registry if name.startswith(ATARI_PREFIX) and name.endswith("-v5"))
 
 
@@ -407,8 +413,7 @@ def make_retro(game: str, level: str, render_mode=None):
 
 def make_atari(game: str, render_mode=None):
     """An ALE game with ALE's frame skip (4) and sticky actions (0.25) and its minimal action set."""
-    import ale_py
-    gym.register_envs(ale_py)
+    ale_py = register_atari()
     ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Error)   # no banner from every env process
     return gym.make(game, frameskip=FRAME_SKIP, repeat_action_probability=STICK_PROB, full_action_space=False,
                     render_mode=render_mode)
