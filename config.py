@@ -16,6 +16,8 @@ from typing import Optional
 from errors import CheckpointError, ConfigError, check_number  # ConfigError raised here (config.ConfigError as before)
 
 OPTIMIZERS = ("rmsprop", "rmsprop-2018", "adam")   # --optimizer (model.Model builds each)
+POLICY_LOSSES = ("a2c", "capped", "clip")           # --policy-loss (model.Model builds each)
+LOSS_PARAMETERS = {"ratio_cap": "capped", "clip_range": "clip"}   # the setting of each loss that has one
 BACKENDS = ("local", "ray")                         # --backend (env.build_vec_env builds each)
 
 # Fields a resumed run may change without `--allow-config-change`: they do not alter what is learned.
@@ -52,7 +54,7 @@ class TrainConfig:
     lr: float = field(default=2e-4, metadata={"help": "learning rate"})
     lr_schedule: str = field(default="constant", metadata={"help": "'constant' (the seed) or 'linear' (decays to 0 at total_timesteps)"})
     max_grad_norm: float = field(default=0.5, metadata={"help": "gradients are clipped to this global norm"})
-    noptepochs: int = field(default=4, metadata={"help": "passes over each batch (2018: 4; without --ratio-cap and --max-kl, or --clip-range, more than 1 collapsed the policy on the benchmark)"})
+    noptepochs: int = field(default=4, metadata={"help": "passes over each batch (2018: 4; with --policy-loss a2c and no --max-kl, more than 1 collapsed the policy on the benchmark)"})
     nminibatches: int = field(default=8, metadata={"help": "minibatches per pass; nenvs * nsteps must be divisible by it"})
     truncation_as_terminal: bool = field(default=False, metadata={"help": "treat a time-limit cut like a real episode end (the seed's behaviour) instead of bootstrapping from its last value"})
     # --- what the project changes (README, 'Defaults and the 2018 scripts'; --exact-2018 undoes all of it) ---
@@ -60,8 +62,9 @@ class TrainConfig:
     life_loss_penalty: float = field(default=0.25, metadata={"help": "subtracted from the learner's reward (scaled by 0.01: 0.25 is 25 points) on a step that costs a life; the logged returns stay the game's own (2018: 0)"})
     optimizer: str = field(default="adam", metadata={"help": "'adam', 'rmsprop' (mean square starts at 0, bias-corrected) or 'rmsprop-2018' (TF1's: starts at 1.0, barely moves for the first ~1,500 steps)"})
     normalize_advantages: bool = field(default=True, metadata={"help": "scale advantages to mean 0, std 1 in every minibatch (2018: raw)"})
-    clip_range: float = field(default=0.0, metadata={"help": "PPO's clipped objective with this range (0: A2C's policy-gradient loss)"})
-    ratio_cap: float = field(default=1.0, metadata={"help": "weight each sample's policy gradient by min(RATIO_CAP, pi/pi_old): minibatches taken after the policy has moved stop pushing down actions it already made rare (0: unweighted, the 2018 loss; --clip-range takes precedence)"})
+    policy_loss: str = field(default="capped", metadata={"help": "the policy objective: 'a2c' (A2C's policy gradient, the 2018 loss), 'capped' (A2C's with each sample weighted by min(--ratio-cap, pi/pi_old): minibatches taken after the policy has moved stop pushing down actions it already made rare) or 'clip' (PPO's clipped surrogate, range --clip-range)"})
+    ratio_cap: float = field(default=1.0, metadata={"help": "the cap of --policy-loss capped"})
+    clip_range: float = field(default=0.2, metadata={"help": "the range of --policy-loss clip: the ratio pi/pi_old is clipped to [1 - CLIP_RANGE, 1 + CLIP_RANGE]"})
     max_kl: float = field(default=0.02, metadata={"help": "end an update's minibatch steps early once a minibatch shows KL(pi_old || pi) above this (0: every step is taken)"})
     value_after_kl: bool = field(default=False, metadata={"help": "once --max-kl ends an update's policy steps, its remaining minibatch steps train the value alone (the update ends there otherwise)"})
     epsilon: float = field(default=1e-5, metadata={"help": "epsilon of --optimizer rmsprop and adam, added to the root of the mean square: it bounds each step of a weight whose gradients were near 0 (rmsprop-2018 keeps 1e-5 inside the root)"})
@@ -93,8 +96,8 @@ class TrainConfig:
 
 
 # What the 2018 scripts did where the project's defaults differ: learn(exact_2018=True) restores these ...
-BEHAVIOUR_2018 = {"optimizer": "rmsprop-2018", "normalize_advantages": False, "clip_range": 0.0, "epsilon": 1e-5,
-                  "ratio_cap": 0.0, "max_kl": 0.0, "value_after_kl": False, "truncation_as_terminal": True,
+BEHAVIOUR_2018 = {"optimizer": "rmsprop-2018", "normalize_advantages": False, "policy_loss": "a2c", "epsilon": 1e-5,
+                  "max_kl": 0.0, "value_after_kl": False, "truncation_as_terminal": True,
                   "life_loss_terminal": False, "life_loss_penalty": 0.0,
                   "noptepochs": 4, "nminibatches": 8, "lr_schedule": "constant"}
 # ... and `agent.py --exact-2018` these as well (num_envs 0: one env per level, 13 on Sonic).
@@ -143,13 +146,21 @@ def validate(config: TrainConfig) -> None:
     if config.optimizer not in OPTIMIZERS:
         raise ConfigError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {config.optimizer!r}")
     check_number("--epsilon", config.epsilon, positive=True)
-    check_number("--ratio-cap", config.ratio_cap, minimum=0)
+    validate_policy_loss(config)
     check_number("--max-kl", config.max_kl, minimum=0)
     if config.value_after_kl and not config.max_kl:
         raise ConfigError("--value-after-kl trains the value after the KL bound ends an update's policy steps: "
                           "give --max-kl above 0 as well, or drop --value-after-kl")
-    if not 0.0 <= config.clip_range < 1.0:   # also refuses NaN
-        raise ConfigError(f"--clip-range must lie in [0, 1) (0 turns the clipped objective off), got {config.clip_range}")
+
+
+def validate_policy_loss(config: TrainConfig) -> None:
+    """A known --policy-loss, and a setting of it that works. A run saved before --policy-loss keeps 0 in the
+    setting of a loss it did not use (upgrade_saved), so only the chosen loss's setting must be above 0."""
+    if config.policy_loss not in POLICY_LOSSES:
+        raise ConfigError(f"--policy-loss must be one of {', '.join(POLICY_LOSSES)}, got {config.policy_loss!r}")
+    check_number("--ratio-cap", config.ratio_cap, minimum=0, positive=config.policy_loss == "capped")
+    if not (0.0 < config.clip_range < 1.0 or (config.clip_range == 0.0 and config.policy_loss != "clip")):
+        raise ConfigError(f"--clip-range must lie between 0 and 1 (exclusive), got {config.clip_range}")
 
 
 def validate_backend(config: TrainConfig) -> None:
@@ -204,30 +215,55 @@ def resolve(typed: dict, explicit: set, saved: dict = None, allow_change: bool =
             source: str = "") -> TrainConfig:
     """A run's settings, in one order of precedence, each step overriding the one before:
         1. TrainConfig's defaults;
-        2. a resumed run: its saved settings (`saved`, config.json of its checkpoint), where a setting that an
-           older version did not save takes the 2018 behaviour (BEHAVIOUR_2018: what that version trained with);
+        2. a resumed run: its saved settings (`saved`, config.json of its checkpoint) in today's names
+           (upgrade_saved), where a setting that an older version did not save takes the 2018 behaviour
+           (BEHAVIOUR_2018: what that version trained with);
            a new run with --exact-2018: every 2018 value (as_2018);
         3. the options typed on the command line: `explicit` names them, `typed` holds every option's value.
     A resumed run that the typed options would change raises ConfigError unless `allow_change` (settings in
     RESUMABLE_WITHOUT_CHANGE change freely); a saved setting of the wrong type raises CheckpointError naming
-    `source`. num_envs stays as typed (0: not chosen): with_envs decides it once the game is known."""
+    `source`; a typed setting of a policy loss the run does not use raises ConfigError (check_loss_settings).
+    num_envs stays as typed (0: not chosen): with_envs decides it once the game is known."""
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     typed_values = {name: typed[name] for name in explicit if name in fields}
     if saved is None:
         config = TrainConfig(**{name: value for name, value in typed.items() if name in fields})
-        return dataclasses.replace(as_2018(config), **typed_values) if config.exact_2018 else config
+        config = dataclasses.replace(as_2018(config), **typed_values) if config.exact_2018 else config
+        return check_loss_settings(config, explicit)
     mistyped = mistyped_settings(saved)
     if mistyped:
         raise CheckpointError(f"the checkpoint {source!r} is corrupt (state.json: the setting {mistyped[0]}); "
                               "resume from an earlier one in the same folder")
+    saved = upgrade_saved(saved)
     values = {name: value for name, value in BEHAVIOUR_2018.items() if name not in saved}
     values.update({name: saved[name] for name in fields if name in saved})
-    config = TrainConfig(**dict(values, **typed_values))
+    config = check_loss_settings(TrainConfig(**dict(values, **typed_values)), explicit)
     changes = config_differences(saved, config)
     if changes and not allow_change:
         listed = ", ".join(f"{name} {old!r} -> {new!r}" for name, old, new in changes)
         raise ConfigError(f"--resume would change the run's settings ({listed}): add --allow-config-change "
                           "if that is deliberate, or drop those options")
+    return config
+
+
+def upgrade_saved(saved: dict) -> dict:
+    """The settings of a run saved by an earlier version, in today's names. Before --policy-loss, the loss
+    followed from two settings, the clip taking precedence: clip_range > 0 (PPO's clip), else ratio_cap > 0
+    (the capped loss), else A2C's; a run older than both trained with A2C's loss."""
+    if "policy_loss" in saved:
+        return saved
+    loss = "clip" if saved.get("clip_range") else "capped" if saved.get("ratio_cap") else "a2c"
+    return dict(saved, policy_loss=loss)
+
+
+def check_loss_settings(config: TrainConfig, explicit: set) -> TrainConfig:
+    """Refuse a typed setting that the run's policy loss does not read (--clip-range without --policy-loss
+    clip would otherwise change nothing, without a word). -> config"""
+    for name, loss in LOSS_PARAMETERS.items():
+        if name in explicit and config.policy_loss != loss:
+            flag = "--" + name.replace("_", "-")
+            raise ConfigError(f"{flag} is a setting of --policy-loss {loss}, but this run's loss is "
+                              f"{config.policy_loss!r}: add --policy-loss {loss}, or drop {flag}")
     return config
 
 

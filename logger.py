@@ -30,6 +30,8 @@ TAGS = {
     "ep_length_mean": "charts/episode_length",
     "learning_rate": "charts/learning_rate",
     "worker_restarts": "charts/worker_restarts",
+    "approx_kl": "losses/approx_kl",
+    "clip_fraction": "losses/clip_fraction",
     "eval_return_mean": "eval/return_mean",
     "eval_progress_mean": "eval/progress_mean",
     "eval_seconds": "eval/seconds",

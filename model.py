@@ -1,22 +1,27 @@
-"""A2C: the Model (graph, losses, train op), GAE, the Runner (experience), `learn` (the loop) and `play`.
+"""A2C, in the order data flows: the Model (the policy's graph, losses and train op), the Runner (experience
+from the envs), GAE (advantages and the training batch), `learn` (the loop: sample, train, log, save) and
+`play` (watch a checkpoint). Each part is under a heading comment below.
 
 TF1 graph code through `tensorflow.compat.v1` with v2 behaviour disabled, as the 2018 scripts were written.
 """
+from __future__ import annotations   # the learn part names its helper classes, defined after it, in annotations
+
 import collections
 import dataclasses
 import os
 import signal
 import threading
 import time
+import typing
 
 import numpy as np
 import tensorflow.compat.v1 as tf
 
 from checkpoint import CheckpointError, RunFolder, default_run_dir, load_state, resolve_checkpoint
-from config import BEHAVIOUR_2018, OPTIMIZERS, ConfigError, TrainConfig, resolve, validate
+from config import BEHAVIOUR_2018, OPTIMIZERS, POLICY_LOSSES, ConfigError, TrainConfig, resolve, validate
 from logger import RunLogger, TimeEstimate
 from monitor import CollapseWatch, Evaluation, evaluation_levels, record_video, training_level_figures
-from rollout import Rollout, RolloutObs
+from rollout import Collection, RemoteEnvs, Rollout, RolloutObs, Sampler
 from vec_env import WorkerError
 
 tf.get_logger().setLevel("ERROR")   # TF1-API deprecation notices are expected here
@@ -36,7 +41,7 @@ def session_config(threads: int = 0) -> "tf.ConfigProto":
     return config
 
 
-# ----------------------------------------------------------------------------- the model
+# ============================================================ the Model: the policy's graph, losses, train op
 
 def zero_start_rmsprop(grads_and_params, lr, decay=0.99, epsilon=1e-5, name="RMSPropZero"):
     """RMSProp whose mean-square slot starts at 0 and is bias-corrected, epsilon outside the root (that is Adam
@@ -72,31 +77,36 @@ def clipped_gradients(loss, params, max_grad_norm):
 class Model:
     """A step model (sampling) and a train model sharing one set of weights, in the default session.
 
-    | placeholder  | shape | meaning                                          |
-    | actions_     | [n]   | actions taken, int32                             |
-    | advantages_  | [n]   | returns - values                                 |
-    | rewards_     | [n]   | returns (value targets)                          |
-    | old_neglogp_ | [n]   | -log pi_old(a|s) when sampled (clip, ratio cap, KL) |
-    | lr_          | []    | learning rate of this call                       |
+    | placeholder  | shape | meaning                                                   |
+    | actions_     | [n]   | actions taken, int32                                      |
+    | advantages_  | [n]   | returns - values                                          |
+    | rewards_     | [n]   | returns (value targets)                                   |
+    | old_neglogp_ | [n]   | -log pi_old(a|s) when sampled (the ratio of the capped    |
+    |              |       | and clipped losses; the KL of every loss)                 |
+    | lr_          | []    | learning rate of this call                                |
 
     Called with only the 2018 arguments it builds the 2018 graph: TF1 RMSProp (decay 0.99, epsilon 1e-5 inside
     the root, mean square starting at 1.0), raw advantages, the plain policy-gradient loss. The keywords choose
     the project's improvements: `optimizer` ('rmsprop-2018', 'rmsprop': zero-start and bias-corrected, 'adam'),
-    `normalize_advantages` (per minibatch), `clip_range` (PPO's clipped objective; None or 0: A2C's loss),
-    `ratio_cap` (A2C's loss with each sample weighted by min(ratio_cap, pi/pi_old); None or 0: unweighted; the
-    clipped objective takes precedence), `epsilon` (of 'rmsprop' and 'adam'; the 2018 optimizer keeps its 1e-5
-    inside the root), `measure_kl` (KL(pi_old || pi) of every minibatch in last_approx_kl, for a KL bound) and
-    `value_only_steps` (train(..., value_only=True) then steps the value loss alone, with an Adam of its own).
+    `normalize_advantages` (per minibatch), `policy_loss` (config.POLICY_LOSSES: 'a2c', 'capped' with its
+    `ratio_cap`, 'clip' with its `clip_range`; see _policy_loss), `epsilon` (of 'rmsprop' and 'adam'; the 2018
+    optimizer keeps its 1e-5 inside the root) and `value_only_steps` (train(..., value_only=True) then steps
+    the value loss alone, with an Adam of its own). Every loss measures KL(pi_old || pi) on each minibatch it
+    is given the sampled -log pi_old of (last_approx_kl), the clip also the fraction it clipped
+    (last_clip_fraction).
     """
 
     def __init__(self, policy, ob_space, action_space, nenvs, nsteps, ent_coef, vf_coef, max_grad_norm, rng=None,
-                 *, optimizer="rmsprop-2018", normalize_advantages=False, clip_range=None, epsilon=1e-5,
-                 ratio_cap=None, measure_kl=False, value_only_steps=False):
+                 *, optimizer="rmsprop-2018", normalize_advantages=False, policy_loss="a2c", ratio_cap=1.0,
+                 clip_range=0.2, epsilon=1e-5, value_only_steps=False):
         if optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
+        if policy_loss not in POLICY_LOSSES:
+            raise ValueError(f"policy_loss must be one of {', '.join(POLICY_LOSSES)}, got {policy_loss!r}")
         self.sess = sess = tf.get_default_session()
-        self.normalize_advantages, self.clip_range, self.epsilon = normalize_advantages, clip_range or None, epsilon
-        self.ratio_cap, self.last_approx_kl, self.measure_kl = ratio_cap or None, None, measure_kl
+        self.normalize_advantages, self.policy_loss, self.epsilon = normalize_advantages, policy_loss, epsilon
+        self.ratio_cap, self.clip_range = ratio_cap, clip_range
+        self.last_approx_kl = self.last_clip_fraction = None
         self.actions_ = tf.placeholder(tf.int32, [None], name="actions")
         self.advantages_ = tf.placeholder(tf.float32, [None], name="advantages")
         self.rewards_ = tf.placeholder(tf.float32, [None], name="returns")
@@ -104,7 +114,12 @@ class Model:
         self.step_model = policy(sess, ob_space, action_space, nenvs, 1, reuse=False, rng=rng)
         self.train_model = train_model = policy(sess, ob_space, action_space, nenvs * nsteps, nsteps, reuse=True,
                                                 rng=rng)
+        # made after the policy: ops made before it would move the op seeds of its initial weights
+        self.old_neglogp_ = tf.placeholder(tf.float32, [None], name="old_neglogp")
         neglogpac = train_model.pd.neglogp(self.actions_)
+        # KL(pi_old || pi) ~ mean(log pi_old(a|s) - log pi(a|s)) over actions drawn from pi_old
+        self.approx_kl = tf.reduce_mean(neglogpac - self.old_neglogp_)
+        self.clip_fraction = None
         self.pg_loss = self._policy_loss(neglogpac)
         # L_v = mean((R - V(s))^2) / 2
         self.vf_loss = tf.reduce_mean(tf.square(train_model.vf - self.rewards_)) / 2.0
@@ -124,21 +139,22 @@ class Model:
         self.value = self.step_model.value
         sess.run(tf.global_variables_initializer())
 
+    @property
+    def needs_old_neglogp(self) -> bool:
+        """The loss itself reads -log pi_old (the capped and clipped losses' ratio)."""
+        return self.policy_loss != "a2c"
+
     def _policy_loss(self, neglogpac):
-        """The policy loss: A2C's (with the ratio cap's weights when ratio_cap is set), or PPO's clipped surrogate
-        when clip_range is set. neglogpac [n] f32."""
-        self.old_neglogp_ = self.approx_kl = None
-        if self.clip_range or self.ratio_cap or self.measure_kl:
-            self.old_neglogp_ = tf.placeholder(tf.float32, [None], name="old_neglogp")
-            # KL(pi_old || pi) ~ mean(log pi_old(a|s) - log pi(a|s)) over actions drawn from pi_old
-            self.approx_kl = tf.reduce_mean(neglogpac - self.old_neglogp_)
-        if not (self.clip_range or self.ratio_cap):
+        """The policy loss that policy_loss names. neglogpac [n] f32: -log pi(a|s) of the train model."""
+        if self.policy_loss == "a2c":
             # L_pg = mean(A * -log pi(a|s))
             return tf.reduce_mean(self.advantages_ * neglogpac)
         ratio = tf.exp(self.old_neglogp_ - neglogpac)   # pi(a|s) / pi_old(a|s)
-        if not self.clip_range:
+        if self.policy_loss == "capped":
             # L_pg = mean(w * A * -log pi(a|s)), w = min(ratio_cap, pi/pi_old) held constant (no gradient through w)
             return tf.reduce_mean(tf.stop_gradient(tf.minimum(ratio, self.ratio_cap)) * self.advantages_ * neglogpac)
+        # the share of samples whose ratio lies outside [1 - clip_range, 1 + clip_range]
+        self.clip_fraction = tf.reduce_mean(tf.cast(tf.abs(ratio - 1.0) > self.clip_range, tf.float32))
         clipped = tf.clip_by_value(ratio, 1.0 - self.clip_range, 1.0 + self.clip_range)
         # L_clip = mean(max(-A * ratio, -A * clip(ratio, 1 - eps, 1 + eps)))
         return tf.reduce_mean(tf.maximum(-self.advantages_ * ratio, -self.advantages_ * clipped))
@@ -167,10 +183,10 @@ class Model:
     def train(self, states_in, actions, returns, values, lr, neglogpacs=None, value_only=False):
         """One optimizer step on a minibatch.
         states_in [n, 96, 96, 4] uint8, actions [n] int32, returns [n] f32, values [n] f32, neglogpacs [n] f32
-        (-log pi_old(a|s) when sampled; needed with clip_range, ratio_cap or measure_kl); value_only: a step of the
+        (-log pi_old(a|s) when sampled; needed by the capped and clipped losses); value_only: a step of the
         value loss alone (a model built with value_only_steps)
-        -> (policy_loss, value_loss, policy_entropy). With clip_range, ratio_cap or measure_kl, `last_approx_kl`
-        holds KL(pi_old || pi) on this minibatch before the step.
+        -> (policy_loss, value_loss, policy_entropy). Given neglogpacs, `last_approx_kl` holds KL(pi_old || pi)
+        on this minibatch before the step, and with the clip `last_clip_fraction` the share it clipped.
         Raises NonFiniteError before returning bad numbers."""
         advantages = returns - values
         if self.normalize_advantages:
@@ -178,21 +194,20 @@ class Model:
             advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
         feed = {self.train_model.inputs_: states_in, self.actions_: actions, self.advantages_: advantages,
                 self.rewards_: returns, self.lr_: lr}
-        if self.old_neglogp_ is not None:
-            if neglogpacs is None:
-                raise ValueError("a model with clip_range, ratio_cap or measure_kl needs the neglogpacs of the "
-                                 "sampled actions")
-            feed[self.old_neglogp_] = neglogpacs
+        if neglogpacs is None and self.needs_old_neglogp:
+            raise ValueError(f"the {self.policy_loss!r} policy loss needs the neglogpacs of the sampled actions")
         if value_only and self._train_value is None:
             raise ValueError("value_only steps need a model built with value_only_steps=True")
         # a value step fetches its own gradient norm: the full loss's would cost a backward pass it does not use
         fetches = [self.pg_loss, self.vf_loss, self.entropy, self._value_grad_norm, self._train_value] if value_only \
             else [self.pg_loss, self.vf_loss, self.entropy, self.grad_norm, self._train]
-        if self.approx_kl is not None:
-            policy_loss, value_loss, policy_entropy, grad_norm, _, self.last_approx_kl = self.sess.run(
-                fetches + [self.approx_kl], feed)
-        else:
-            policy_loss, value_loss, policy_entropy, grad_norm, _ = self.sess.run(fetches, feed)
+        measures = []
+        if neglogpacs is not None:
+            feed[self.old_neglogp_] = neglogpacs
+            measures = [self.approx_kl] + ([self.clip_fraction] if self.clip_fraction is not None else [])
+        policy_loss, value_loss, policy_entropy, grad_norm, _, *measured = self.sess.run(fetches + measures, feed)
+        if measured:
+            self.last_approx_kl, self.last_clip_fraction = (measured + [None])[:2]
         for name, value in (("policy loss", policy_loss), ("value loss", value_loss),
                             ("entropy", policy_entropy), ("gradient norm", grad_norm)):
             if not np.isfinite(value):
@@ -238,7 +253,95 @@ class Model:
         return full
 
 
-# ----------------------------------------------------------------------------- advantages
+# ============================================================ the Runner: experience from the envs
+
+ACTION_STREAM = 0x5A17   # tags the action-noise streams apart from every other use of the run's seed
+
+
+def action_rngs(seed: int, env_indices) -> list:
+    """One action-noise generator per env, drawn from (seed, env index) alone, so env i samples the same
+    actions whichever process steps it (the local Runner or a remote worker holding envs i..i+E-1)."""
+    return [np.random.default_rng(np.random.SeedSequence([seed, ACTION_STREAM, int(i)])) for i in env_indices]
+
+
+def collect(venv, policy, obs, dones, rngs, settings: Collection, on_step=None, stop=None):
+    """Step the vector env `venv` for settings.nsteps with `policy` (step_neglogp(obs, rngs), value(obs)).
+    obs [nenvs, 96, 96, 4] uint8 and dones [nenvs] bool: where the envs stand; rngs: one generator per env.
+    -> (Rollout, obs, dones after the last step), or None once stop.requested turned true mid-way; on_step(1)
+    after every vector step.
+
+    settings (rollout.Collection): with `bootstrap_truncated`, an episode cut by the time limit is not treated
+    as an end: its last reward gets gamma * V(final observation) added, as if the episode had gone on. With
+    `life_loss_terminal`, a step that cost a life (info['life_lost'], env.LifeLoss) ends the value chain as an
+    episode's end does: the Rollout's dones, which only GAE reads, mark the observation after it (the episode
+    and its frames go on). `life_loss_penalty` is subtracted from the reward of a step that cost a life (the
+    episodes' returns, counted in the env, stay the game's own)."""
+    nenvs, nsteps = venv.num_envs, settings.nsteps
+    chain_starts = np.array(dones, bool)   # [nenvs]: obs starts a new episode, or follows a lost life
+    mb_obs = RolloutObs(nsteps, nenvs, obs.shape[1:], obs.dtype)   # stores 1 frame per step
+    mb = {name: np.zeros((nsteps, nenvs), dtype) for name, dtype in
+          (("actions", np.int32), ("rewards", np.float32), ("values", np.float32), ("neglogpacs", np.float32),
+           ("dones", bool))}
+    episodes = []
+    for step in range(nsteps):
+        actions, values, neglogpacs = policy.step_neglogp(obs, rngs=rngs)
+        mb_obs.add(step, obs, dones)
+        mb["actions"][step], mb["values"][step], mb["neglogpacs"][step], mb["dones"][step] = \
+            actions, values, neglogpacs, chain_starts
+        obs, rewards, dones, infos = venv.step(actions)
+        lives_lost = np.array([bool(info.get("life_lost")) for info in infos])   # [nenvs] bool
+        chain_starts = np.array(dones, bool) | (lives_lost if settings.life_loss_terminal else False)
+        mb["rewards"][step] = rewards + _bootstrap(policy, infos, settings.gamma, settings.bootstrap_truncated)
+        if settings.life_loss_penalty:   # the learner's reward only: the episodes' returns were counted in the env
+            mb["rewards"][step] -= np.float32(settings.life_loss_penalty) * lives_lost
+        episodes.extend(info["episode"] for info in infos if "episode" in info)
+        if on_step is not None:
+            on_step(1)
+        if stop is not None and stop.requested:
+            return None
+    rollout = Rollout(mb_obs, last_values=policy.value(obs), last_dones=chain_starts, episodes=episodes,
+                      **mb)
+    return rollout, obs, dones
+
+
+def _bootstrap(policy, infos, gamma, enabled) -> np.ndarray:
+    """[nenvs] gamma * V(final observation) for episodes cut by the time limit, else 0."""
+    extra = np.zeros(len(infos), dtype=np.float32)
+    cut = [i for i, info in enumerate(infos) if info.get("truncated")]
+    if enabled and cut:
+        final_obs = np.stack([infos[i]["final_observation"] for i in cut])
+        extra[cut] = gamma * policy.value(final_obs)
+    return extra
+
+
+class Runner(Sampler):
+    """The local sampler: collects from every env of the vector env `env` with `model`'s step model.
+    settings: rollout.Collection; rngs: one action-noise generator per env (default: action_rngs(0, ...))."""
+
+    def __init__(self, env, model, settings: Collection, rngs=None):
+        self.env, self.model, self.settings = env, model, settings
+        self.rngs = rngs if rngs is not None else action_rngs(0, range(env.num_envs))
+        self.obs = env.reset()                              # [nenvs, 96, 96, 4] uint8
+        self.dones = np.zeros(env.num_envs, dtype=bool)     # [nenvs]
+
+    def sample(self, on_step=None, stop=None):
+        """-> Rollout of settings.nsteps x nenvs, or None once stop.requested turned true (rollout.Sampler)."""
+        collected = collect(self.env, self.model, self.obs, self.dones, self.rngs, self.settings, on_step, stop)
+        if collected is None:
+            return None
+        rollout, self.obs, self.dones = collected
+        return rollout
+
+
+def make_sampler(env, model, rngs, settings: Collection) -> Sampler:
+    """The learner's sampler: envs stepped elsewhere (rollout.RemoteEnvs, the Ray backend) make their own; a
+    vector env of this machine is stepped by Runner."""
+    if isinstance(env, RemoteEnvs):
+        return env.sampler(model, rngs, settings)
+    return Runner(env, model, settings, rngs)
+
+
+# ============================================================ GAE: advantages, returns, the training batch
 
 def compute_gae(rewards, values, dones, last_values, last_dones, gamma, lam):
     """Generalised advantage estimation (Schulman et al. 2016), the 2018 scripts' loop.
@@ -266,74 +369,9 @@ def compute_gae(rewards, values, dones, last_values, last_dones, gamma, lam):
     return advantages, (advantages + values).astype(np.float32)
 
 
-def explained_variance(predicted, target) -> float:
-    """1 - Var[target - predicted] / Var[target]: 1 is perfect, 0 no better than a constant, < 0 worse."""
-    variance = np.var(target)
-    return float("nan") if variance == 0 else float(1.0 - np.var(target - predicted) / variance)
-
-
-# ----------------------------------------------------------------------------- experience
-
 def flatten_env_major(array: np.ndarray) -> np.ndarray:
     """[nsteps, nenvs, ...] -> [nenvs * nsteps, ...], each env's steps together (the seed's sf01)."""
     return array.swapaxes(0, 1).reshape(array.shape[0] * array.shape[1], *array.shape[2:])
-
-
-ACTION_STREAM = 0x5A17   # tags the action-noise streams apart from every other use of the run's seed
-
-
-def action_rngs(seed: int, env_indices) -> list:
-    """One action-noise generator per env, drawn from (seed, env index) alone, so env i samples the same
-    actions whichever process steps it (the local Runner or a remote worker holding envs i..i+E-1)."""
-    return [np.random.default_rng(np.random.SeedSequence([seed, ACTION_STREAM, int(i)])) for i in env_indices]
-
-
-def collect(venv, policy, obs, dones, rngs, nsteps, gamma, bootstrap_truncated=True, should_stop=lambda: False,
-            life_loss_terminal=False, life_loss_penalty=0.0):
-    """Step the vector env `venv` for `nsteps` with `policy` (step_neglogp(obs, rngs), value(obs)).
-    obs [nenvs, 96, 96, 4] uint8 and dones [nenvs] bool: where the envs stand; rngs: one generator per env.
-    -> (Rollout, obs, dones after the last step), or None when should_stop() turned True mid-way.
-
-    With `bootstrap_truncated`, an episode cut by the time limit is not treated as an end: its last reward
-    gets gamma * V(final observation) added, as if the episode had gone on. With `life_loss_terminal`, a step
-    that cost a life (info['life_lost'], env.LifeLoss) ends the value chain as an episode's end does: the
-    Rollout's dones, which only GAE reads, mark the observation after it (the episode and its frames go on).
-    `life_loss_penalty` is subtracted from the reward of a step that cost a life (the episodes' returns, counted
-    in the env, stay the game's own)."""
-    nenvs = venv.num_envs
-    chain_starts = np.array(dones, bool)   # [nenvs]: obs starts a new episode, or follows a lost life
-    mb_obs = RolloutObs(nsteps, nenvs, obs.shape[1:], obs.dtype)   # stores 1 frame per step
-    mb = {name: np.zeros((nsteps, nenvs), dtype) for name, dtype in
-          (("actions", np.int32), ("rewards", np.float32), ("values", np.float32), ("neglogpacs", np.float32),
-           ("dones", bool))}
-    episodes = []
-    for step in range(nsteps):
-        actions, values, neglogpacs = policy.step_neglogp(obs, rngs=rngs)
-        mb_obs.add(step, obs, dones)
-        mb["actions"][step], mb["values"][step], mb["neglogpacs"][step], mb["dones"][step] = \
-            actions, values, neglogpacs, chain_starts
-        obs, rewards, dones, infos = venv.step(actions)
-        lives_lost = np.array([bool(info.get("life_lost")) for info in infos])   # [nenvs] bool
-        chain_starts = np.array(dones, bool) | (lives_lost if life_loss_terminal else False)
-        mb["rewards"][step] = rewards + _bootstrap(policy, infos, gamma, bootstrap_truncated)
-        if life_loss_penalty:   # the learner's reward only: the episodes' returns were counted in the env
-            mb["rewards"][step] -= np.float32(life_loss_penalty) * lives_lost
-        episodes.extend(info["episode"] for info in infos if "episode" in info)
-        if should_stop():
-            return None
-    rollout = Rollout(mb_obs, last_values=policy.value(obs), last_dones=chain_starts, episodes=episodes,
-                      **mb)
-    return rollout, obs, dones
-
-
-def _bootstrap(policy, infos, gamma, enabled) -> np.ndarray:
-    """[nenvs] gamma * V(final observation) for episodes cut by the time limit, else 0."""
-    extra = np.zeros(len(infos), dtype=np.float32)
-    cut = [i for i, info in enumerate(infos) if info.get("truncated")]
-    if enabled and cut:
-        final_obs = np.stack([infos[i]["final_observation"] for i in cut])
-        extra[cut] = gamma * policy.value(final_obs)
-    return extra
 
 
 def finish(rollout: Rollout, gamma: float, lam: float) -> tuple:
@@ -346,32 +384,377 @@ def finish(rollout: Rollout, gamma: float, lam: float) -> tuple:
     return (rollout.obs, *flat, rollout.episodes)
 
 
-class Runner:
-    """The local sampler: collects `nsteps` from every env of `env` with the learner's own step model and
-    computes returns with GAE. `rngs`: one action-noise generator per env (default: action_rngs(0, ...))."""
-
-    def __init__(self, env, model, nsteps, total_timesteps, gamma, lam, bootstrap_truncated=True, rngs=None,
-                 life_loss_terminal=False, life_loss_penalty=0.0):
-        self.env, self.model, self.nsteps = env, model, nsteps
-        self.total_timesteps, self.gamma, self.lam = total_timesteps, gamma, lam
-        self.bootstrap_truncated, self.life_loss_terminal = bootstrap_truncated, life_loss_terminal
-        self.life_loss_penalty = life_loss_penalty
-        self.rngs = rngs if rngs is not None else action_rngs(0, range(env.num_envs))
-        self.obs = env.reset()                              # [nenvs, 96, 96, 4] uint8
-        self.dones = np.zeros(env.num_envs, dtype=bool)     # [nenvs]
-
-    def run(self, should_stop=lambda: False):
-        """-> the batch of `finish` (obs, actions, returns, values, neglogpacs, episodes), or None when
-        should_stop() turned True mid-way."""
-        collected = collect(self.env, self.model, self.obs, self.dones, self.rngs, self.nsteps, self.gamma,
-                            self.bootstrap_truncated, should_stop, self.life_loss_terminal, self.life_loss_penalty)
-        if collected is None:
-            return None
-        rollout, self.obs, self.dones = collected
-        return finish(rollout, self.gamma, self.lam)
+def explained_variance(predicted, target) -> float:
+    """1 - Var[target - predicted] / Var[target]: 1 is perfect, 0 no better than a constant, < 0 worse."""
+    variance = np.var(target)
+    return float("nan") if variance == 0 else float(1.0 - np.var(target - predicted) / variance)
 
 
-# ----------------------------------------------------------------------------- training state
+# ============================================================ learn: the training loop
+
+def learn(policy, env, nsteps, total_timesteps, gamma, lam, vf_coef, ent_coef, lr, max_grad_norm, log_interval,
+          *, noptepochs=TrainConfig.noptepochs, nminibatches=TrainConfig.nminibatches, seed=TrainConfig.seed,
+          lr_schedule=TrainConfig.lr_schedule, truncation_as_terminal=TrainConfig.truncation_as_terminal,
+          life_loss_terminal=TrainConfig.life_loss_terminal, life_loss_penalty=TrainConfig.life_loss_penalty,
+          optimizer=TrainConfig.optimizer, normalize_advantages=TrainConfig.normalize_advantages,
+          policy_loss=TrainConfig.policy_loss, ratio_cap=None, clip_range=None, epsilon=TrainConfig.epsilon,
+          max_kl=TrainConfig.max_kl, value_after_kl=TrainConfig.value_after_kl, exact_2018=False,
+          keep_checkpoints=TrainConfig.keep_checkpoints, run_dir=None, runs_dir=TrainConfig.runs_dir,
+          models_dir=TrainConfig.models_dir, **run_options):
+    """The 2018 scripts' entry point: train A2C on the vector env `env` with these hyperparameters (see `train`).
+    Keyword defaults are TrainConfig's, so `learn` and `agent.py` cannot drift apart.
+
+    optimizer, normalize_advantages, policy_loss, epsilon, max_kl, value_after_kl, life_loss_terminal,
+    life_loss_penalty: see config.TrainConfig; exact_2018 replaces them, the epochs, minibatches, schedule and
+    time-limit handling with the 2018 scripts' (config.BEHAVIOUR_2018). ratio_cap, clip_range: the setting of
+    the 'capped' and the 'clip' loss (None: TrainConfig's; given for another loss: ConfigError).
+    run_options: resume_from, init_weights, progress, extra_config, callback, tf_threads, stream, make_level (see
+    `train`).
+    """
+    keywords = dict(num_envs=env.num_envs, nsteps=nsteps, total_timesteps=total_timesteps, gamma=gamma, lam=lam,
+                    vf_coef=vf_coef, ent_coef=ent_coef, lr=lr, lr_schedule=lr_schedule, max_grad_norm=max_grad_norm,
+                    noptepochs=noptepochs, nminibatches=nminibatches, truncation_as_terminal=truncation_as_terminal,
+                    life_loss_terminal=life_loss_terminal, life_loss_penalty=life_loss_penalty, optimizer=optimizer,
+                    normalize_advantages=normalize_advantages, policy_loss=policy_loss, epsilon=epsilon,
+                    max_kl=max_kl, value_after_kl=value_after_kl, log_interval=log_interval,
+                    keep_checkpoints=keep_checkpoints, seed=seed, runs_dir=runs_dir, models_dir=models_dir,
+                    progress=run_options.pop("progress", True), exact_2018=exact_2018)
+    keywords.update({name: value for name, value in (("ratio_cap", ratio_cap), ("clip_range", clip_range))
+                     if value is not None})
+    # with exact_2018 the 2018 behaviour replaces the keywords it covers; every other keyword holds
+    config = resolve(keywords, set(keywords) - set(BEHAVIOUR_2018))
+    return train(policy, env, config, run_dir=run_dir, **run_options)
+
+
+def train(policy, env, config: TrainConfig, *, run_dir=None, resume_from=None, init_weights=None, extra_config=None,
+          callback=None, tf_threads=0, stream=None, make_level=None) -> str:
+    """Train on `env` (a vector env of this machine, or rollout.RemoteEnvs such as ray_backend.RaySampler) with
+    `config`: collect a batch (the Runner, or the sampler the remote envs make), compute its advantages, then
+    `noptepochs` passes of `nminibatches` shuffled minibatches. A table row and a checkpoint every
+    `log_interval` updates. config.num_envs must equal env.num_envs.
+
+    resume_from: a checkpoint folder to continue exactly (weights, optimizer slots, counters, random states,
+    episode window); init_weights: a TF checkpoint whose weights start a new run. run_dir: the run folder
+    (default runs/<game>-<time>). callback(stats) is called after every update (stats: update, timesteps, fps,
+    timings, `episodes`, the episode dicts that ended in it, and the sampler's last_transfer). Returns the run
+    folder.
+    make_level(game, level, frame_sink=None): builds the envs of the evaluations and videos (default
+    env.make_level; tests pass fakes).
+
+    The progress bar counts agent steps as they are collected. Ctrl-C / SIGTERM: the step in hand ends, the last
+    update is saved, then RunStopped is raised (its exit_code for the caller). Nothing untrained is ever saved:
+    stopped or failed before any update ended, a run saves no checkpoint and removes the run folder it made.
+    """
+    config = dataclasses.replace(config, num_envs=env.num_envs)
+    validate(config)
+    run = RunFolder(run_dir or default_run_dir(config.runs_dir, getattr(env, "game", "A2C")), config.models_dir)
+    saved_config = dict(config.to_dict(), **(extra_config or {}))
+    graph = tf.Graph()
+    with graph.as_default(), tf.Session(graph=graph, config=session_config(tf_threads)) as sess, sess.as_default():
+        learner = Learner(policy, env, config, run, saved_config, make_level)
+        learner.start(resume_from, init_weights, stream)
+        try:
+            learner.loop(callback)
+        finally:
+            learner.close()
+    return run.path
+
+
+class Learner:
+    """The learner's side of one run: the model, its random generators, the counters, the run folder and the
+    log. `start` loads what the run starts from, `loop` alternates sampling and training, `close` tidies up."""
+
+    def __init__(self, policy, env, config: TrainConfig, run: RunFolder, saved_config: dict, make_level=None):
+        self.env, self.config, self.run, self.saved_config = env, config, run, saved_config
+        tf.set_random_seed(config.seed)
+        self.rng = np.random.default_rng(config.seed)                   # minibatch shuffles
+        self.env_rngs = action_rngs(config.seed, range(env.num_envs))   # one action-noise stream per env
+        self.model = Model(policy, env.observation_space, env.action_space, env.num_envs, config.nsteps,
+                           config.ent_coef, config.vf_coef, config.max_grad_norm, rng=self.rng,
+                           **model_options(config))
+        self.batch_size = env.num_envs * config.nsteps
+        self.nupdates = config.updates_total
+        self.state = TrainingState(rng_state=self.rng.bit_generator.state)   # the last good update
+        self.episodes = collections.deque(maxlen=EPISODE_WINDOW)
+        self.level_episodes = {}      # level -> deque of its last EPISODE_WINDOW episodes (episodes name their level)
+        self.collapse = CollapseWatch(env.action_space.n, config.collapse_warning)
+        self.game, self.watched_levels, self.evaluation = self._watching(make_level)
+        self.make_level = make_level
+        self.saved_update = None      # the update whose weights are on disk: of the last checkpoint this process
+                                      # wrote, or of the one it resumed from (None: neither)
+        self.new_folder = False
+        self._restarts_before = 0     # worker restarts of the run before this process
+        self.logger = self.sampler = self.estimate = None
+        self.t_start = time.time()
+
+    def _watching(self, make_level) -> tuple:
+        """(game, levels of --eval-levels, Evaluation or None): what evaluations and videos play."""
+        config = self.config
+        if not (config.eval_every or config.video_every):
+            return None, [], None
+        import env as envs
+        game = self.saved_config.get("game") or envs.resolve_game(config.game)
+        eval_game, levels = evaluation_levels(config.eval_levels, game)
+        evaluation = Evaluation(eval_game, levels, config.eval_episodes, config.seed, config.worker_timeout,
+                                make_level) if config.eval_every else None
+        return eval_game, levels, evaluation
+
+    # -- start and end
+    def start(self, resume_from, init_weights, stream) -> None:
+        """Load the checkpoint to start from, then write the run folder (so a bad --resume or --init-weights
+        leaves every file as it was); config.json keeps, on resume, keys only the earlier one has."""
+        if resume_from:
+            state = read_training_state(resume_from)
+            self.model.load(os.path.join(resume_from, "model.ckpt"))
+            self._restore(state)
+            if state.update >= self.nupdates:   # before the run folder changes: a resume would do nothing
+                total = self.config.total_timesteps
+                raise ConfigError(f"the run {self.run.path!r} has already trained {state.timesteps:,} steps, its "
+                                  f"whole --total-timesteps {total:,}: nothing to do. To train further, give a "
+                                  f"larger budget: --resume {self.run.path} --total-timesteps {2 * total}")
+        elif init_weights:
+            self.model.load(resolve_checkpoint(init_weights, self.config.models_dir))
+        self.sampler = make_sampler(self.env, self.model, self.env_rngs, Collection.of(self.config))
+        self.new_folder = not os.path.exists(self.run.path)   # removed again when no update ends
+        self.run.lock()   # before anything in the folder changes: refused while another process trains it
+        try:
+            self._write_run_folder(resume_from, stream)
+        except BaseException:
+            self.run.unlock()
+            raise
+        if resume_from:
+            self.logger.print(f"resuming {resume_from}: update {self.state.update}, {self.state.timesteps:,} steps")
+        self.estimate = TimeEstimate(self.batch_size, self.nupdates - self.state.update, self.logger.print,
+                                     resumed=bool(resume_from))
+
+    def _write_run_folder(self, resume_from, stream) -> None:
+        """config.json; on resume from this run, the table and checkpoints after it dropped; the logger."""
+        self.run.create(dict(self.run.read_config(), **self.saved_config) if resume_from else self.saved_config)
+        if resume_from and os.path.dirname(os.path.abspath(resume_from)) == os.path.abspath(self.run.checkpoints_dir):
+            self.run.discard_after(self.state.update)
+        self.logger = RunLogger(self.run.path, self.config.total_timesteps, self.state.timesteps,
+                                self.config.progress, stream=stream)
+
+    def _restore(self, state: TrainingState) -> None:
+        self.state, self.saved_update = state, state.update
+        self._restarts_before = state.worker_restarts
+        self.rng.bit_generator.state = state.rng_state
+        for env_rng, saved_state in zip(self.env_rngs, state.action_rng_states or []):
+            env_rng.bit_generator.state = saved_state
+        self.episodes.extend(state.episodes)
+        for level, episodes in (state.level_episodes or {}).items():
+            self.level_episodes[level] = collections.deque(episodes, maxlen=EPISODE_WINDOW)
+        self.t_start = time.time() - state.elapsed
+
+    def close(self) -> None:
+        if self.logger is None:   # start() failed before the folder was written, and let go of the lock
+            return
+        self.logger.close()
+        self.run.unlock()
+        if self.new_folder and self.saved_update is None:   # nothing to resume from: leave no run folder behind
+            removed = self.run.remove_if_unused()
+            why = "no update ended" if self.state.update == 0 else "no checkpoint could be written"
+            self.logger.print(f"{'removed' if removed else 'kept'} the run folder {self.run.path} ({why})")
+
+    # -- the loop
+    def loop(self, callback=None) -> None:
+        """Updates until the step budget is spent or a signal asks to stop; then the last update is saved."""
+        stop = StopOnSignal()
+        try:
+            with stop:
+                while self.state.update < self.nupdates and not stop.requested:
+                    if not self.update(stop, callback):
+                        break
+            self._finish(stop.requested)
+        except NonFiniteError as error:
+            raise NonFiniteError(f"{error} at update {self.state.update + 1}; nothing was saved from it. The last "
+                                 f"good checkpoint is {self.run.latest() or 'none (no update was saved yet)'}: lower "
+                                 "--lr or --max-grad-norm and resume from it") from None
+        except WorkerError as error:
+            if error.details:   # the worker's traceback goes to the log; the error itself stays one line
+                self.logger.print(f"{error}; the worker's traceback:\n{error.details.rstrip()}")
+            if self.saved_update != self.state.update and self.state.update > 0:
+                self.logger.print(f"env worker failed; checkpoint of update {self.state.update}: {self.save()}")
+            raise
+
+    def _steps_collected(self, vector_steps: int) -> None:
+        """`vector_steps` more steps of every env were collected: the bar and the time estimate count them."""
+        self.logger.advance(vector_steps * self.env.num_envs)
+        self.estimate.steps_done(vector_steps * self.env.num_envs)
+
+    def update(self, stop: StopOnSignal, callback=None) -> bool:
+        """Sample one batch, train on it, log and save as configured. -> False when `stop` ended the sampling."""
+        config = self.config
+        current_lr = learning_rate(config.lr, config.lr_schedule, self.state.timesteps, config.total_timesteps)
+        t_update = time.time()
+        rollout = self.sampler.sample(self._steps_collected, stop)
+        if rollout is None:
+            return False
+        obs, actions, returns, values, neglogpacs, new_episodes = finish(rollout, config.gamma, config.lam)
+        t_sampled = time.time()
+        stats = train_epochs(self.model, (obs, actions, returns, values, neglogpacs), self.rng, config.noptepochs,
+                             config.nminibatches, current_lr, config.max_kl, config.value_after_kl)
+        self.model.check_weights()
+        t_trained = time.time()
+        self.episodes.extend(new_episodes)
+        for episode in new_episodes:
+            if "level" in episode:
+                self.level_episodes.setdefault(episode["level"], collections.deque(maxlen=EPISODE_WINDOW)).append(episode)
+        self.state = self.snapshot(self.state.update + 1, self.state.timesteps + self.batch_size)
+        fps = self.batch_size / (t_trained - t_update)
+        self.logger.advance(0, fps, self.state.mean_return())   # the steps were counted as collected
+        self.estimate.update_done(t_trained - t_update)
+        if callback:
+            callback(dict(update=self.state.update, timesteps=self.state.timesteps, fps=fps,
+                          t_sample=t_sampled - t_update, t_train=t_trained - t_sampled, t_update=time.time() - t_update,
+                          minibatch_steps=stats.minibatch_steps, episodes=list(new_episodes),
+                          **self.sampler.last_transfer))
+        update = self.state.update
+        evaluate = self.evaluation is not None and (update % config.eval_every == 0 or update == self.nupdates)
+        if update % config.log_interval == 0 or update == 1 or update == self.nupdates or evaluate:
+            row = table_row(self.state, fps, stats, values, returns, current_lr)
+            figures = training_level_figures(self.level_episodes)
+            eval_score = self._evaluate(row, figures) if evaluate else None
+            if self.evaluation is not None and not evaluate:   # the columns stay, empty in this row
+                row.update(dict.fromkeys(self.evaluation.columns(), float("nan")))
+            self.logger.log_row(row, [e["r"] for e in self.episodes], [e["l"] for e in self.episodes], figures)
+            self.logger.print(f"checkpoint: {self.save(eval_score)}")
+        if config.video_every and update % config.video_every == 0:
+            self._record_video(update)
+        warning = self.collapse.check(float(stats.losses[2]))
+        if warning:
+            self.logger.warn("warnings/policy_collapse", warning, self.state.timesteps)
+        return True
+
+    def _evaluate(self, row: dict, figures: dict) -> float:
+        """Score the current weights (Evaluation): its columns into the table row, its per-level figures into
+        `figures`. -> the mean evaluation return, which decides the best checkpoint."""
+        scores = self.evaluation.run(self.model.step_model)
+        for column in self.evaluation.columns():
+            row[column] = scores.pop(column)
+        figures.update(scores)
+        self.logger.print(f"evaluation: mean return {row['eval_return_mean']:.4g} over {len(self.evaluation.jobs)} "
+                          f"episodes of {', '.join(self.evaluation.levels)} ({row['eval_seconds']:.1f} s)")
+        return row["eval_return_mean"]
+
+    def _record_video(self, update: int) -> None:
+        """One episode of the current policy (sampled actions) -> runs/NAME/videos/update_N.gif and TensorBoard."""
+        path = os.path.join(self.run.path, "videos", f"update_{update:06d}.gif")
+        level = self.watched_levels[0]
+        episode = record_video(self.model.step_model, self.game, level, path, self.config.seed,
+                               self.config.worker_timeout, self.make_level)
+        self.logger.animation("videos/policy", path, self.state.timesteps)
+        self.logger.print(f"video: {path} ({self.game}/{level}, score {episode['r']:.4g}, {episode['l']} steps)")
+
+    def _finish(self, signal_name) -> None:
+        """After the loop: save what is not saved yet; after a signal, say how to go on and raise RunStopped."""
+        if signal_name and self.state.update == 0:   # nothing trained: nothing saved, models/latest kept
+            self.logger.print(f"{signal_name} received before the first update ended: nothing was saved")
+            raise RunStopped(signal_name)
+        if signal_name:
+            path = self.save() if self.saved_update != self.state.update else self.run.latest()
+            self.logger.print(f"{signal_name} received: stopped after update {self.state.update}, "
+                              f"checkpoint {path}. Continue with: python agent.py --resume {self.run.path}")
+            raise RunStopped(signal_name)
+        if self.saved_update != self.state.update:
+            self.logger.print(f"checkpoint: {self.save()}")
+
+    # -- state
+    def snapshot(self, update: int, timesteps: int) -> TrainingState:
+        """The training state after `update` updates and `timesteps` steps, as a checkpoint stores it."""
+        return TrainingState(update, timesteps, list(self.episodes), self.rng.bit_generator.state,
+                             time.time() - self.t_start, self._restarts_before + getattr(self.env, "restarts", 0),
+                             [env_rng.bit_generator.state for env_rng in self.env_rngs],
+                             {level: list(episodes) for level, episodes in self.level_episodes.items()})
+
+    def save(self, eval_score=None) -> str:
+        """Checkpoint the last update. The best checkpoint is the one of the best mean training return, or with
+        --eval-every the best evaluated one (eval_score: its mean evaluation return; None: not evaluated)."""
+        training = self.state
+        score, kind = ((training.mean_return(), "ep_return_mean") if self.evaluation is None
+                       else (eval_score, "eval_return_mean"))
+        path = self.run.save(training.update, self.model.save, {"training": dataclasses.asdict(training),
+                                                                 "config": self.saved_config},
+                             self.config.keep_checkpoints, score=score, score_kind=kind)
+        self.saved_update = training.update
+        return path
+
+
+class UpdateStats(typing.NamedTuple):
+    """What one update's optimizer steps measured (train_epochs)."""
+    losses: tuple          # mean (policy_loss, value_loss, policy_entropy) over the policy's steps
+    minibatch_steps: int   # the policy's steps: passes x minibatches, fewer when --max-kl ended the update
+    approx_kl: float       # mean KL(pi_old || pi) measured on each of those minibatches before its step
+    clip_fraction: float   # --policy-loss clip: the mean share of samples it clipped; None otherwise
+
+
+def train_epochs(model, batch, rng, noptepochs, nminibatches, lr, max_kl=0.0, value_after_kl=False) -> UpdateStats:
+    """`noptepochs` passes over the batch in `nminibatches` shuffled minibatches, as the 2018 scripts; with
+    max_kl > 0 the policy's steps end after the first step whose minibatch shows KL(pi_old || pi) above max_kl:
+    the update ends there, or with `value_after_kl` its remaining minibatches train the value alone.
+    batch: (obs [n, 96, 96, 4] uint8 (indexable), actions [n], returns [n], values [n], neglogpacs [n])."""
+    obs, actions, returns, values, neglogpacs = batch
+    minibatch_size = len(actions) // nminibatches
+    # shuffled afresh each update from the saved generator alone, so that a resumed run draws the same
+    # minibatches (a permutation carried over from earlier updates would not be in a checkpoint)
+    indices = np.arange(len(actions))
+    losses, kls, clipped, policy_done = [], [], [], False
+    for _ in range(noptepochs):
+        rng.shuffle(indices)
+        for start in range(0, len(actions), minibatch_size):
+            mb_inds = indices[start:start + minibatch_size]
+            minibatch = (obs[mb_inds], actions[mb_inds], returns[mb_inds], values[mb_inds], lr, neglogpacs[mb_inds])
+            if policy_done:
+                model.train(*minibatch, value_only=True)
+                continue
+            losses.append(model.train(*minibatch))
+            kls.append(model.last_approx_kl)
+            clipped.append(model.last_clip_fraction)
+            if max_kl and model.last_approx_kl > max_kl:
+                if not value_after_kl:
+                    return _update_stats(losses, kls, clipped)
+                policy_done = True
+    return _update_stats(losses, kls, clipped)
+
+
+def _update_stats(losses: list, kls: list, clipped: list) -> UpdateStats:
+    clip_fraction = None if clipped[0] is None else float(np.mean(clipped))
+    return UpdateStats(tuple(np.mean(losses, axis=0)), len(losses), float(np.mean(kls)), clip_fraction)
+
+
+def learning_rate(lr: float, schedule: str, timesteps: int, total_timesteps: int) -> float:
+    """The learning rate for the next update: constant, or linear from lr down to 0 at total_timesteps."""
+    if schedule == "linear":
+        return lr * max(0.0, 1.0 - timesteps / total_timesteps)
+    return lr
+
+
+def table_row(training: TrainingState, fps, stats: UpdateStats, values, returns, lr) -> dict:
+    """One row of the training table: the 2018 columns, then episode statistics, learning rate, restarts, the
+    optimizer steps of the last update (fewer than passes x minibatches when --max-kl ended it early), its KL
+    and, with the clip, its clipped fraction. values, returns [nenvs * nsteps] of the last batch."""
+    policy_loss, value_loss, policy_entropy = (float(x) for x in stats.losses)
+    mean_return = training.mean_return()
+    lengths = [e["l"] for e in training.episodes]
+    row = {"nupdates": training.update, "total_timesteps": training.timesteps, "fps": int(fps),
+           "policy_loss": policy_loss, "policy_entropy": policy_entropy, "value_loss": value_loss,
+           "explained_variance": explained_variance(values, returns),
+           "time_elapsed": round(training.elapsed, 1),
+           "ep_return_mean": mean_return if mean_return is not None else float("nan"),
+           "ep_length_mean": float(np.mean(lengths)) if lengths else float("nan"),
+           "learning_rate": lr, "worker_restarts": training.worker_restarts,
+           "minibatch_steps": stats.minibatch_steps, "approx_kl": stats.approx_kl}
+    if stats.clip_fraction is not None:
+        row["clip_fraction"] = stats.clip_fraction
+    return row
+
+
+def model_options(config: TrainConfig) -> dict:
+    """The Model keywords (optimizer and objective) that `config` chooses."""
+    return dict(optimizer=config.optimizer, normalize_advantages=config.normalize_advantages,
+                policy_loss=config.policy_loss, ratio_cap=config.ratio_cap, clip_range=config.clip_range,
+                epsilon=config.epsilon, value_only_steps=config.value_after_kl)
+
 
 @dataclasses.dataclass
 class TrainingState:
@@ -387,13 +770,6 @@ class TrainingState:
 
     def mean_return(self):
         return float(np.mean([e["r"] for e in self.episodes])) if self.episodes else None
-
-
-def model_options(config: TrainConfig) -> dict:
-    """The Model keywords (optimizer and objective) that `config` chooses."""
-    return dict(optimizer=config.optimizer, normalize_advantages=config.normalize_advantages,
-                clip_range=config.clip_range, epsilon=config.epsilon, ratio_cap=config.ratio_cap,
-                measure_kl=config.max_kl > 0, value_only_steps=config.value_after_kl)
 
 
 def read_training_state(checkpoint_dir: str) -> TrainingState:
@@ -457,359 +833,7 @@ class RunStopped(KeyboardInterrupt):
         self.exit_code = 128 + signal.Signals[signal_name].value
 
 
-def learning_rate(lr: float, schedule: str, timesteps: int, total_timesteps: int) -> float:
-    """The learning rate for the next update: constant, or linear from lr down to 0 at total_timesteps."""
-    if schedule == "linear":
-        return lr * max(0.0, 1.0 - timesteps / total_timesteps)
-    return lr
-
-
-def train_epochs(model, batch, rng, noptepochs, nminibatches, lr, max_kl=0.0, value_after_kl=False) -> tuple:
-    """`noptepochs` passes over the batch in `nminibatches` shuffled minibatches, as the 2018 scripts; with
-    max_kl > 0 the policy's steps end after the first step whose minibatch shows KL(pi_old || pi) above max_kl:
-    the update ends there, or with `value_after_kl` its remaining minibatches train the value alone.
-    batch: (obs [n, 96, 96, 4] uint8 (indexable), actions [n], returns [n], values [n], neglogpacs [n]).
-    -> (mean (policy_loss, value_loss, policy_entropy) over the policy's steps, how many there were)."""
-    obs, actions, returns, values, neglogpacs = batch
-    minibatch_size = len(actions) // nminibatches
-    # shuffled afresh each update from the saved generator alone, so that a resumed run draws the same
-    # minibatches (a permutation carried over from earlier updates would not be in a checkpoint)
-    indices = np.arange(len(actions))
-    losses, policy_done = [], False
-    for _ in range(noptepochs):
-        rng.shuffle(indices)
-        for start in range(0, len(actions), minibatch_size):
-            mb_inds = indices[start:start + minibatch_size]
-            minibatch = (obs[mb_inds], actions[mb_inds], returns[mb_inds], values[mb_inds], lr, neglogpacs[mb_inds])
-            if policy_done:
-                model.train(*minibatch, value_only=True)
-                continue
-            losses.append(model.train(*minibatch))
-            if max_kl and model.last_approx_kl > max_kl:
-                if not value_after_kl:
-                    return np.mean(losses, axis=0), len(losses)
-                policy_done = True
-    return np.mean(losses, axis=0), len(losses)
-
-
-def table_row(training: "TrainingState", fps, losses, values, returns, lr, minibatch_steps) -> dict:
-    """One row of the training table: the 2018 columns, then episode statistics, learning rate, restarts and the
-    optimizer steps of the last update (fewer than passes x minibatches when --max-kl ended it early).
-    losses: (policy_loss, value_loss, policy_entropy); values, returns [nenvs * nsteps] of the last batch."""
-    policy_loss, value_loss, policy_entropy = (float(x) for x in losses)
-    mean_return = training.mean_return()
-    lengths = [e["l"] for e in training.episodes]
-    return {"nupdates": training.update, "total_timesteps": training.timesteps, "fps": int(fps),
-            "policy_loss": policy_loss, "policy_entropy": policy_entropy, "value_loss": value_loss,
-            "explained_variance": explained_variance(values, returns),
-            "time_elapsed": round(training.elapsed, 1),
-            "ep_return_mean": mean_return if mean_return is not None else float("nan"),
-            "ep_length_mean": float(np.mean(lengths)) if lengths else float("nan"),
-            "learning_rate": lr, "worker_restarts": training.worker_restarts, "minibatch_steps": minibatch_steps}
-
-
-# ----------------------------------------------------------------------------- the loop
-
-def learn(policy, env, nsteps, total_timesteps, gamma, lam, vf_coef, ent_coef, lr, max_grad_norm, log_interval,
-          *, noptepochs=TrainConfig.noptepochs, nminibatches=TrainConfig.nminibatches, seed=TrainConfig.seed,
-          lr_schedule=TrainConfig.lr_schedule, truncation_as_terminal=TrainConfig.truncation_as_terminal,
-          life_loss_terminal=TrainConfig.life_loss_terminal, life_loss_penalty=TrainConfig.life_loss_penalty,
-          optimizer=TrainConfig.optimizer,
-          normalize_advantages=TrainConfig.normalize_advantages,
-          clip_range=TrainConfig.clip_range, epsilon=TrainConfig.epsilon, ratio_cap=TrainConfig.ratio_cap,
-          max_kl=TrainConfig.max_kl, value_after_kl=TrainConfig.value_after_kl, exact_2018=False,
-          keep_checkpoints=TrainConfig.keep_checkpoints, run_dir=None, runs_dir=TrainConfig.runs_dir,
-          models_dir=TrainConfig.models_dir, **run_options):
-    """The 2018 scripts' entry point: train A2C on the vector env `env` with these hyperparameters (see `train`).
-    Keyword defaults are TrainConfig's, so `learn` and `agent.py` cannot drift apart.
-
-    optimizer, normalize_advantages, clip_range, epsilon, ratio_cap, max_kl, value_after_kl, life_loss_terminal,
-    life_loss_penalty: see
-    config.TrainConfig; exact_2018 replaces them, the epochs, minibatches, schedule and time-limit handling with the
-    2018 scripts' (config.BEHAVIOUR_2018).
-    run_options: resume_from, init_weights, progress, extra_config, callback, tf_threads, stream, make_level (see
-    `train`).
-    """
-    keywords = dict(num_envs=env.num_envs, nsteps=nsteps, total_timesteps=total_timesteps, gamma=gamma, lam=lam,
-                    vf_coef=vf_coef, ent_coef=ent_coef, lr=lr, lr_schedule=lr_schedule, max_grad_norm=max_grad_norm,
-                    noptepochs=noptepochs, nminibatches=nminibatches, truncation_as_terminal=truncation_as_terminal,
-                    life_loss_terminal=life_loss_terminal, life_loss_penalty=life_loss_penalty, optimizer=optimizer,
-                    normalize_advantages=normalize_advantages, clip_range=clip_range, epsilon=epsilon,
-                    ratio_cap=ratio_cap, max_kl=max_kl, value_after_kl=value_after_kl, log_interval=log_interval,
-                    keep_checkpoints=keep_checkpoints, seed=seed, runs_dir=runs_dir, models_dir=models_dir,
-                    progress=run_options.pop("progress", True), exact_2018=exact_2018)
-    # with exact_2018 the 2018 behaviour replaces the keywords it covers; every other keyword holds
-    config = resolve(keywords, set(keywords) - set(BEHAVIOUR_2018))
-    return train(policy, env, config, run_dir=run_dir, **run_options)
-
-
-def make_runner(env, model, rngs, config: TrainConfig):
-    """The sampler seam: an env object that samples for itself (ray_backend.RaySampler) makes its own runner;
-    a vector env is stepped here by the local Runner. Either has run(should_stop) -> the batch of `finish`."""
-    bootstrap = not config.truncation_as_terminal
-    if hasattr(env, "make_runner"):
-        return env.make_runner(model, rngs, config.nsteps, config.total_timesteps, config.gamma, config.lam, bootstrap,
-                               life_loss_terminal=config.life_loss_terminal,
-                               life_loss_penalty=config.life_loss_penalty)
-    return Runner(env, model, config.nsteps, config.total_timesteps, config.gamma, config.lam,
-                  bootstrap_truncated=bootstrap, rngs=rngs, life_loss_terminal=config.life_loss_terminal,
-                  life_loss_penalty=config.life_loss_penalty)
-
-
-def train(policy, env, config: TrainConfig, *, run_dir=None, resume_from=None, init_weights=None, extra_config=None,
-          callback=None, tf_threads=0, stream=None, make_level=None) -> str:
-    """Train on `env` (a vector env, or a sampler such as ray_backend.RaySampler) with `config`: collect a batch,
-    then `noptepochs` passes of `nminibatches` shuffled minibatches. A table row and a checkpoint every
-    `log_interval` updates. config.num_envs must equal env.num_envs.
-
-    resume_from: a checkpoint folder to continue exactly (weights, optimizer slots, counters, random states,
-    episode window); init_weights: a TF checkpoint whose weights start a new run. run_dir: the run folder
-    (default runs/<game>-<time>). callback(stats) is called after every update (stats: update, timesteps, fps,
-    timings, and `episodes`, the episode dicts that ended in it). Returns the run folder.
-    make_level(game, level, frame_sink=None): builds the envs of the evaluations and videos (default
-    env.make_level; tests pass fakes).
-
-    The progress bar counts agent steps as they are collected. Ctrl-C / SIGTERM: the step in hand ends, the last
-    update is saved, then RunStopped is raised (its exit_code for the caller). Nothing untrained is ever saved:
-    stopped or failed before any update ended, a run saves no checkpoint and removes the run folder it made.
-    """
-    config = dataclasses.replace(config, num_envs=env.num_envs)
-    validate(config)
-    run = RunFolder(run_dir or default_run_dir(config.runs_dir, getattr(env, "game", "A2C")), config.models_dir)
-    saved_config = dict(config.to_dict(), **(extra_config or {}))
-    graph = tf.Graph()
-    with graph.as_default(), tf.Session(graph=graph, config=session_config(tf_threads)) as sess, sess.as_default():
-        learner = Learner(policy, env, config, run, saved_config, make_level)
-        learner.start(resume_from, init_weights, stream)
-        try:
-            learner.loop(callback)
-        finally:
-            learner.close()
-    return run.path
-
-
-class Learner:
-    """The learner's side of one run: the model, its random generators, the counters, the run folder and the
-    log. `start` loads what the run starts from, `loop` alternates sampling and training, `close` tidies up."""
-
-    def __init__(self, policy, env, config: TrainConfig, run: RunFolder, saved_config: dict, make_level=None):
-        self.env, self.config, self.run, self.saved_config = env, config, run, saved_config
-        tf.set_random_seed(config.seed)
-        self.rng = np.random.default_rng(config.seed)                   # minibatch shuffles
-        self.env_rngs = action_rngs(config.seed, range(env.num_envs))   # one action-noise stream per env
-        self.model = Model(policy, env.observation_space, env.action_space, env.num_envs, config.nsteps,
-                           config.ent_coef, config.vf_coef, config.max_grad_norm, rng=self.rng,
-                           **model_options(config))
-        self.batch_size = env.num_envs * config.nsteps
-        self.nupdates = config.total_timesteps // self.batch_size
-        self.state = TrainingState(rng_state=self.rng.bit_generator.state)   # the last good update
-        self.episodes = collections.deque(maxlen=EPISODE_WINDOW)
-        self.level_episodes = {}      # level -> deque of its last EPISODE_WINDOW episodes (episodes name their level)
-        self.collapse = CollapseWatch(env.action_space.n, config.collapse_warning)
-        self.game, self.watched_levels, self.evaluation = self._watching(make_level)
-        self.make_level = make_level
-        self.saved_update = None      # the update of the newest checkpoint of the run (written, or resumed from)
-        self.new_folder = False
-        self._restarts_before = 0     # worker restarts of the run before this process
-        self.logger = self.runner = self.estimate = None
-        self.t_start = time.time()
-
-    def _watching(self, make_level) -> tuple:
-        """(game, levels of --eval-levels, Evaluation or None): what evaluations and videos play."""
-        config = self.config
-        if not (config.eval_every or config.video_every):
-            return None, [], None
-        import env as envs
-        game = self.saved_config.get("game") or envs.resolve_game(config.game)
-        eval_game, levels = evaluation_levels(config.eval_levels, game)
-        evaluation = Evaluation(eval_game, levels, config.eval_episodes, config.seed, config.worker_timeout,
-                                make_level) if config.eval_every else None
-        return eval_game, levels, evaluation
-
-    # -- start and end
-    def start(self, resume_from, init_weights, stream) -> None:
-        """Load the checkpoint to start from, then write the run folder (so a bad --resume or --init-weights
-        leaves every file as it was); config.json keeps, on resume, keys only the earlier one has."""
-        if resume_from:
-            state = read_training_state(resume_from)
-            self.model.load(os.path.join(resume_from, "model.ckpt"))
-            self._restore(state)
-            if state.update >= self.nupdates:   # before the run folder changes: a resume would do nothing
-                total = self.config.total_timesteps
-                raise ConfigError(f"the run {self.run.path!r} has already trained {state.timesteps:,} steps, its "
-                                  f"whole --total-timesteps {total:,}: nothing to do. To train further, give a "
-                                  f"larger budget: --resume {self.run.path} --total-timesteps {2 * total}")
-        elif init_weights:
-            self.model.load(resolve_checkpoint(init_weights, self.config.models_dir))
-        self.runner = make_runner(self.env, self.model, self.env_rngs, self.config)
-        self.new_folder = not os.path.exists(self.run.path)   # removed again when no update ends
-        self.run.lock()   # before anything in the folder changes: refused while another process trains it
-        try:
-            self._write_run_folder(resume_from, stream)
-        except BaseException:
-            self.run.unlock()
-            raise
-        if resume_from:
-            self.logger.print(f"resuming {resume_from}: update {self.state.update}, {self.state.timesteps:,} steps")
-        self.estimate = TimeEstimate(self.batch_size, self.nupdates - self.state.update, self.logger.print,
-                                     resumed=bool(resume_from))
-
-    def _write_run_folder(self, resume_from, stream) -> None:
-        """config.json; on resume from this run, the table and checkpoints after it dropped; the logger."""
-        self.run.create(dict(self.run.read_config(), **self.saved_config) if resume_from else self.saved_config)
-        if resume_from and os.path.dirname(os.path.abspath(resume_from)) == os.path.abspath(self.run.checkpoints_dir):
-            self.run.discard_after(self.state.update)
-        self.logger = RunLogger(self.run.path, self.config.total_timesteps, self.state.timesteps,
-                                self.config.progress, stream=stream)
-
-    def _restore(self, state: TrainingState) -> None:
-        self.state, self.saved_update = state, state.update
-        self._restarts_before = state.worker_restarts
-        self.rng.bit_generator.state = state.rng_state
-        for env_rng, saved_state in zip(self.env_rngs, state.action_rng_states or []):
-            env_rng.bit_generator.state = saved_state
-        self.episodes.extend(state.episodes)
-        for level, episodes in (state.level_episodes or {}).items():
-            self.level_episodes[level] = collections.deque(episodes, maxlen=EPISODE_WINDOW)
-        self.t_start = time.time() - state.elapsed
-
-    def close(self) -> None:
-        if self.logger is None:   # start() failed before the folder was written, and let go of the lock
-            return
-        self.logger.close()
-        self.run.unlock()
-        if self.new_folder and self.saved_update is None:   # nothing to resume from: leave no run folder behind
-            removed = self.run.remove_if_unused()
-            why = "no update ended" if self.state.update == 0 else "no checkpoint could be written"
-            self.logger.print(f"{'removed' if removed else 'kept'} the run folder {self.run.path} ({why})")
-
-    # -- the loop
-    def loop(self, callback=None) -> None:
-        """Updates until the step budget is spent or a signal asks to stop; then the last update is saved."""
-        stop = StopOnSignal()
-        try:
-            with stop:
-                while self.state.update < self.nupdates and not stop.requested:
-                    if not self.update(lambda: self._step_done(stop), callback):
-                        break
-            self._finish(stop.requested)
-        except NonFiniteError as error:
-            raise NonFiniteError(f"{error} at update {self.state.update + 1}; nothing was saved from it. The last "
-                                 f"good checkpoint is {self.run.latest() or 'none (no update was saved yet)'}: lower "
-                                 "--lr or --max-grad-norm and resume from it") from None
-        except WorkerError as error:
-            if error.details:   # the worker's traceback goes to the log; the error itself stays one line
-                self.logger.print(f"{error}; the worker's traceback:\n{error.details.rstrip()}")
-            if self.saved_update != self.state.update and self.state.update > 0:
-                self.logger.print(f"env worker failed; checkpoint of update {self.state.update}: {self.save()}")
-            raise
-
-    def _step_done(self, stop: StopOnSignal) -> bool:
-        """After each step of the vector env: the bar counts its agent steps; True once a signal asks to stop."""
-        self.logger.advance(self.env.num_envs)
-        self.estimate.steps_done(self.env.num_envs)
-        return bool(stop.requested)
-
-    def update(self, should_stop, callback=None) -> bool:
-        """Sample one batch, train on it, log and save as configured. -> False when stopped while sampling."""
-        config = self.config
-        current_lr = learning_rate(config.lr, config.lr_schedule, self.state.timesteps, config.total_timesteps)
-        t_update = time.time()
-        batch = self.runner.run(should_stop=should_stop)
-        if batch is None:
-            return False
-        obs, actions, returns, values, neglogpacs, new_episodes = batch
-        t_sampled = time.time()
-        losses, minibatch_steps = train_epochs(self.model, (obs, actions, returns, values, neglogpacs), self.rng,
-                                               config.noptepochs, config.nminibatches, current_lr, config.max_kl,
-                                               config.value_after_kl)
-        self.model.check_weights()
-        t_trained = time.time()
-        self.episodes.extend(new_episodes)
-        for episode in new_episodes:
-            if "level" in episode:
-                self.level_episodes.setdefault(episode["level"], collections.deque(maxlen=EPISODE_WINDOW)).append(episode)
-        self.state = self.snapshot(self.state.update + 1, self.state.timesteps + self.batch_size)
-        fps = self.batch_size / (t_trained - t_update)
-        self.logger.advance(0, fps, self.state.mean_return())   # the steps were counted as collected
-        self.estimate.update_done(t_trained - t_update)
-        if callback:
-            callback(dict(update=self.state.update, timesteps=self.state.timesteps, fps=fps,
-                          t_sample=t_sampled - t_update, t_train=t_trained - t_sampled, t_update=time.time() - t_update,
-                          minibatch_steps=minibatch_steps, episodes=list(new_episodes),
-                          **getattr(self.runner, "last_transfer", {})))
-        update = self.state.update
-        evaluate = self.evaluation is not None and (update % config.eval_every == 0 or update == self.nupdates)
-        if update % config.log_interval == 0 or update == 1 or update == self.nupdates or evaluate:
-            row = table_row(self.state, fps, losses, values, returns, current_lr, minibatch_steps)
-            figures = training_level_figures(self.level_episodes)
-            eval_score = self._evaluate(row, figures) if evaluate else None
-            if self.evaluation is not None and not evaluate:   # the columns stay, empty in this row
-                row.update(dict.fromkeys(self.evaluation.columns(), float("nan")))
-            self.logger.log_row(row, [e["r"] for e in self.episodes], [e["l"] for e in self.episodes], figures)
-            self.logger.print(f"checkpoint: {self.save(eval_score)}")
-        if config.video_every and update % config.video_every == 0:
-            self._record_video(update)
-        warning = self.collapse.check(float(losses[2]))
-        if warning:
-            self.logger.warn("warnings/policy_collapse", warning, self.state.timesteps)
-        return True
-
-    def _evaluate(self, row: dict, figures: dict) -> float:
-        """Score the current weights (Evaluation): its columns into the table row, its per-level figures into
-        `figures`. -> the mean evaluation return, which decides the best checkpoint."""
-        scores = self.evaluation.run(self.model.step_model)
-        for column in self.evaluation.columns():
-            row[column] = scores.pop(column)
-        figures.update(scores)
-        self.logger.print(f"evaluation: mean return {row['eval_return_mean']:.4g} over {len(self.evaluation.jobs)} "
-                          f"episodes of {', '.join(self.evaluation.levels)} ({row['eval_seconds']:.1f} s)")
-        return row["eval_return_mean"]
-
-    def _record_video(self, update: int) -> None:
-        """One episode of the current policy (sampled actions) -> runs/NAME/videos/update_N.gif and TensorBoard."""
-        path = os.path.join(self.run.path, "videos", f"update_{update:06d}.gif")
-        level = self.watched_levels[0]
-        episode = record_video(self.model.step_model, self.game, level, path, self.config.seed,
-                               self.config.worker_timeout, self.make_level)
-        self.logger.animation("videos/policy", path, self.state.timesteps)
-        self.logger.print(f"video: {path} ({self.game}/{level}, score {episode['r']:.4g}, {episode['l']} steps)")
-
-    def _finish(self, signal_name) -> None:
-        """After the loop: save what is not saved yet; after a signal, say how to go on and raise RunStopped."""
-        if signal_name and self.state.update == 0:   # nothing trained: nothing saved, models/latest kept
-            self.logger.print(f"{signal_name} received before the first update ended: nothing was saved")
-            raise RunStopped(signal_name)
-        if signal_name:
-            path = self.save() if self.saved_update != self.state.update else self.run.latest()
-            self.logger.print(f"{signal_name} received: stopped after update {self.state.update}, "
-                              f"checkpoint {path}. Continue with: python agent.py --resume {self.run.path}")
-            raise RunStopped(signal_name)
-        if self.saved_update != self.state.update:
-            self.logger.print(f"checkpoint: {self.save()}")
-
-    # -- state
-    def snapshot(self, update: int, timesteps: int) -> TrainingState:
-        """The training state after `update` updates and `timesteps` steps, as a checkpoint stores it."""
-        return TrainingState(update, timesteps, list(self.episodes), self.rng.bit_generator.state,
-                             time.time() - self.t_start, self._restarts_before + getattr(self.env, "restarts", 0),
-                             [env_rng.bit_generator.state for env_rng in self.env_rngs],
-                             {level: list(episodes) for level, episodes in self.level_episodes.items()})
-
-    def save(self, eval_score=None) -> str:
-        """Checkpoint the last update. The best checkpoint is the one of the best mean training return, or with
-        --eval-every the best evaluated one (eval_score: its mean evaluation return; None: not evaluated)."""
-        training = self.state
-        score, kind = ((training.mean_return(), "ep_return_mean") if self.evaluation is None
-                       else (eval_score, "eval_return_mean"))
-        path = self.run.save(training.update, self.model.save, {"training": dataclasses.asdict(training),
-                                                                 "config": self.saved_config},
-                             self.config.keep_checkpoints, score=score, score_kind=kind)
-        self.saved_update = training.update
-        return path
-
-
-# ----------------------------------------------------------------------------- watching
+# ============================================================ play: watching a checkpoint
 
 def play(policy, env, load_path, episodes=1, deterministic=False, stream=None, seed=0):
     """Load a checkpoint and play `episodes` episodes on the vector env `env` (one env). Each episode's raw

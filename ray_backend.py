@@ -4,14 +4,16 @@ Two roles, one class each:
 - `RolloutWorker`, a Ray actor: E envs (env indices i .. i+E-1 of the run; one emulator per process: in the
   actor's own process when E == 1, else in a SubprocVecEnv of E processes) and a CPU copy of the policy (a TF1
   graph of `A2CPolicy` in its own graph and session, one thread). Each call loads the weights it is sent, sets
-  its envs' action-noise generators, collects `nsteps` with `model.collect` and returns the compact Rollout.
-  Between calls it keeps where its envs stand (obs, dones), as the local Runner does.
-- `RaySampler`, on the learner: starts or joins Ray, creates the actors and checks them, and makes the runner
-  that `learn` calls (`make_runner`), whose `run()` returns exactly what `model.Runner.run` returns.
+  its envs' action-noise generators, collects with `model.collect` and the learner's collection settings
+  (rollout.Collection) and returns the compact Rollout. Between calls it keeps where its envs stand (obs,
+  dones), as the local Runner does.
+- `RaySampler`, on the learner (a rollout.RemoteEnvs): starts or joins Ray, creates the actors and checks
+  them, and makes the learner's sampler (`sampler()` -> `RayRunner`), whose `sample()` returns the Rollout
+  that `model.Runner.sample` returns for the same envs.
 
 Every update is synchronous A2C: the weights are read once, put once in Ray's object store (one object that
 every worker reads, not one copy per worker), each worker collects with them and the learner joins the
-rollouts along the env axis (`Rollout.concat`) and computes GAE (`model.finish`). Env i is seeded seed + i and
+rollouts along the env axis (`Rollout.concat`); the learner computes GAE (`model.finish`). Env i is seeded seed + i and
 draws its actions from `model.action_rngs(seed, [i])`, whose state travels with each call and comes back, so
 a batch is the same as the local Runner's (tests/test_ray_backend.py) and checkpoints stay exact.
 
@@ -42,10 +44,10 @@ from ray.exceptions import ActorDiedError, ActorUnavailableError, GetTimeoutErro
     RayTaskError
 
 from errors import ConfigError, GameError, WorkerError
-from rollout import Rollout
+from rollout import Collection, RemoteEnvs, Rollout, Sampler
 
 PROJECT_DIR = os.path.dirname(os.path.abspath(__file__))
-POLL_S = 0.1           # how often run() looks at the workers' progress (and so at should_stop) while it waits
+POLL_S = 0.1           # how often sample() looks at the workers' progress (and at the stop flag) while it waits
 READY_TIMEOUT_S = 600  # a worker (or a restarted one) must be ready within this: TF import, envs started
 PROBE_TIMEOUT_S = 20   # an address where something listens must answer as a Ray cluster within this
 MAX_FAILURES = 3       # a worker lost this many times in a row (without one rollout between) stops the run
@@ -171,9 +173,8 @@ class RolloutWorker:
         """[(name, shape)] of the policy's weights, in the order rollout() takes them."""
         return [(p.op.name, p.shape.as_list()) for p in self.params]
 
-    def rollout(self, weights, rng_states, nsteps: int, gamma: float, bootstrap_truncated: bool = True,
-                life_loss_terminal: bool = False, life_loss_penalty: float = 0.0) -> tuple:
-        """Collect `nsteps` from every env with these weights.
+    def rollout(self, weights, rng_states, settings: Collection) -> tuple:
+        """Collect settings.nsteps from every env with these weights.
         weights: arrays in model.params order, or Shipped(ref) of them; rng_states [E]: bit-generator states of
         the envs' action-noise generators. -> (Rollout over the E envs, their new rng states [E], report:
         {'fetch_s': weights fetched and loaded, 'collect_s', 'rollout_bytes', 'episode_keys': (step, env index)
@@ -188,18 +189,15 @@ class RolloutWorker:
             rng.bit_generator.state = state
         self.steps = 0
         venv = EpisodeOrder(self.venv, self.first_env)
-        rollout, self.obs, self.dones = a2c.collect(venv, self.policy, self.obs, self.dones, self.rngs, nsteps,
-                                                   gamma, bootstrap_truncated, should_stop=self._count_step,
-                                                   life_loss_terminal=life_loss_terminal,
-                                                   life_loss_penalty=life_loss_penalty)
+        rollout, self.obs, self.dones = a2c.collect(venv, self.policy, self.obs, self.dones, self.rngs, settings,
+                                                   on_step=self._count_step)
         self.steps = 0   # until the next rollout starts, progress() must not report this one's count for it
         report = {"fetch_s": loaded - start, "collect_s": time.perf_counter() - loaded,
                   "rollout_bytes": rollout_bytes(rollout), "episode_keys": venv.keys}
         return rollout, [rng.bit_generator.state for rng in self.rngs], report
 
-    def _count_step(self) -> bool:
-        self.steps += 1
-        return False
+    def _count_step(self, vector_steps: int) -> None:
+        self.steps += vector_steps
 
     # answered by a thread of their own ("poll" group), also while a rollout runs
     @ray.method(concurrency_group="poll")
@@ -412,7 +410,7 @@ def user_error(error: RayActorError):
 
 # ----------------------------------------------------------------------------- the sampler (on the learner)
 
-class RaySampler:
+class RaySampler(RemoteEnvs):
     """W RolloutWorker actors of E envs each, on a Ray cluster; what `learn` takes in place of a vector env.
 
     env_fns: W x E picklable env factories (env.env_fns), worker w gets envs w*E .. w*E+E-1; seed: the run's
@@ -424,7 +422,7 @@ class RaySampler:
     run; ready_timeout: seconds a (re)started worker may take to be ready.
 
     Attributes: num_envs, observation_space, action_space, restarts (workers lost and restarted), workers
-    (the actor handles), last_update (what the last run() moved and how long it took; see RayRunner.run).
+    (the actor handles), last_update (what the last sample() moved and how long it took; see RayRunner.sample).
     """
 
     def __init__(self, env_fns, num_workers: int, envs_per_worker: int, seed: int = 0, address: str = "", *,
@@ -538,12 +536,10 @@ class RaySampler:
         """Worker w returned a rollout: its run of failures is over."""
         self._failures[w] = 0
 
-    def make_runner(self, model, rngs, nsteps, total_timesteps, gamma, lam, bootstrap_truncated=True,
-                    life_loss_terminal=False, life_loss_penalty=0.0) -> "RayRunner":
-        """The runner learn() calls: run(should_stop) -> the batch of model.finish, as model.Runner.run.
+    def sampler(self, model, rngs, settings: Collection) -> "RayRunner":
+        """The learner's sampler (rollout.RemoteEnvs): RayRunner.sample -> the Rollout of every worker's envs.
         model: the learner's Model (its weights are sent); rngs: the num_envs action-noise generators."""
-        return RayRunner(self, model, rngs, nsteps, gamma, lam, bootstrap_truncated, life_loss_terminal,
-                         life_loss_penalty)
+        return RayRunner(self, model, rngs, settings)
 
     def memory(self) -> list:
         """[W] PSS bytes of each worker: its actor process and env processes (None for one that did not answer)."""
@@ -582,42 +578,35 @@ class RaySampler:
         self.close()
 
 
-class RayRunner:
-    """model.Runner's counterpart: each run() is one synchronous update's worth of rollouts from every worker."""
+class RayRunner(Sampler):
+    """model.Runner's counterpart: each sample() is one synchronous update's worth of rollouts from every worker."""
 
-    def __init__(self, sampler: RaySampler, model, rngs, nsteps, gamma, lam, bootstrap_truncated=True,
-                 life_loss_terminal=False, life_loss_penalty=0.0):
+    def __init__(self, sampler: RaySampler, model, rngs, settings: Collection):
         if len(rngs) != sampler.num_envs:
             raise ValueError(f"{len(rngs)} action-noise generators for {sampler.num_envs} envs")
-        self.sampler, self.model, self.rngs = sampler, model, rngs
-        self.nsteps, self.gamma, self.lam, self.bootstrap_truncated = nsteps, gamma, lam, bootstrap_truncated
-        self.life_loss_terminal, self.life_loss_penalty = life_loss_terminal, life_loss_penalty
-        self.rollout = None      # the last Rollout, before GAE
-        self.last_transfer = {}  # what the last run() moved and how long it took (learn passes it to its callback)
+        self.sampler, self.model, self.rngs, self.settings = sampler, model, rngs, settings
+        self.last_transfer = {}  # what the last sample() moved and how long it took (learn passes it to its callback)
         check_params(model, ray.get(sampler.workers[0].param_specs.remote()))
 
-    def run(self, should_stop=lambda: False):
-        """-> the batch of model.finish (obs, actions, returns, values, neglogpacs, episodes) over all
-        W x E envs, or None when should_stop() turned True. should_stop is called once per vector step
-        collected (by the slowest worker), as model.Runner does. Sets last_transfer (and sampler.last_update):
-        weights_bytes / weights_put_s (the one object put in Ray's store; the time to read and put it),
-        weights_fetch_s (slowest worker: fetched and loaded), rollout_bytes / rollout_get_s (all the rollouts
-        and the learner's time to get them once ready), collect_s_min / collect_s_max (workers' collecting),
-        sample_s (the whole run(), GAE included), nodes (machines that hold workers)."""
-        import model as a2c
+    def sample(self, on_step=None, stop=None):
+        """-> the Rollout over all W x E envs (rollout.Sampler), or None once stop.requested turned true.
+        on_step(n) as the slowest worker collects n more vector steps, the first step on its own. Sets
+        last_transfer (and sampler.last_update): weights_bytes / weights_put_s (the one object put in Ray's
+        store; the time to read and put it), weights_fetch_s (slowest worker: fetched and loaded), rollout_bytes
+        / rollout_get_s (all the rollouts and the learner's time to get them once ready), collect_s_min /
+        collect_s_max (workers' collecting), sample_s (the whole sample()), nodes (machines that hold workers)."""
         started = time.perf_counter()
         weights = self.model.sess.run(self.model.params)   # [arrays] in model.params order, read once
         weights_ref = ray.put(weights)                     # one object for every worker
         put_s = time.perf_counter() - started
-        gathered = self._gather(weights_ref, should_stop)
+        gathered = self._gather(weights_ref, on_step or (lambda vector_steps: None), stop)
         if gathered is None:
             return None
         (parts, states, reports), get_s = gathered
-        self.rollout = Rollout.concat(list(parts))
-        self.rollout.episodes = in_step_order(parts, reports)
+        rollout = Rollout.concat(list(parts))
+        rollout.episodes = in_step_order(parts, reports)
         for rng, state in zip(self.rngs, [s for worker_states in states for s in worker_states], strict=True):
             rng.bit_generator.state = state   # the learner's generators go on where the workers left them
-        batch = a2c.finish(self.rollout, self.gamma, self.lam)
         self.last_transfer = self.sampler.last_update = {
             "weights_bytes": int(sum(w.nbytes for w in weights)), "weights_put_s": put_s,
             "weights_fetch_s": max(r["fetch_s"] for r in reports),
@@ -626,17 +615,18 @@ class RayRunner:
             "collect_s_max": max(r["collect_s"] for r in reports),
             "sample_s": time.perf_counter() - started, "nodes": len(set(self.sampler.hosts.values())),
             "restarts": self.sampler.restarts}
-        return batch
+        return rollout
 
-    def _gather(self, weights_ref, should_stop):
+    def _gather(self, weights_ref, on_step, stop):
         """Every worker's rollout with these weights; a lost or hung worker's collected again once it is back.
-        -> ((parts [W], rng states [W], reports [W]), seconds spent in ray.get), or None once should_stop()
-        said stop (polled as the slowest worker's step count grows)."""
+        -> ((parts [W], rng states [W], reports [W]), seconds spent in ray.get), or None once stop.requested
+        (looked at every POLL_S, as the slowest worker's step count is reported to on_step)."""
         sampler = self.sampler
         pending = {self._submit(w, weights_ref): w for w in range(sampler.num_workers)}
         watch = Watch(pending.values(), sampler.hang_timeout)
+        nsteps = self.settings.nsteps
         results, get_s, reported = [None] * sampler.num_workers, 0.0, 0
-        while pending and reported is not None:
+        while pending:
             ready, _ = ray.wait(list(pending), num_returns=len(pending), timeout=POLL_S)
             for ref in ready:
                 w = pending.pop(ref)
@@ -645,7 +635,7 @@ class RayRunner:
                     results[w] = ray.get(ref)
                     get_s += time.perf_counter() - get_started
                     sampler.delivered(w)
-                    watch.finished(w, self.nsteps)
+                    watch.finished(w, nsteps)
                 except LOST + (RayTaskError,) as error:
                     if isinstance(error, RayTaskError) and not isinstance(error.cause, WorkerError):
                         raise   # a bug, not a lost worker: its traceback says where
@@ -657,11 +647,12 @@ class RayRunner:
                            watch, weights_ref)
             # the first step alone at first: the time estimate starts from it, and steps reported in one burst
             # with it would look as if they took no time
-            slowest = watch.slowest(self.nsteps)
-            reported = self._report(should_stop, reported, slowest if reported else min(slowest, 1))
-        if reported is None or self._report(should_stop, reported, self.nsteps) is None:
-            return None
-        return tuple(zip(*results)), get_s
+            slowest = watch.slowest(nsteps)
+            reported = report_steps(on_step, reported, slowest if reported else min(slowest, 1))
+            if stop is not None and stop.requested:
+                return None
+        report_steps(on_step, reported, nsteps)
+        return None if stop is not None and stop.requested else (tuple(zip(*results)), get_s)
 
     def _redo(self, w: int, error, pending: dict, watch: "Watch", weights_ref) -> None:
         """Worker w's rollout was lost (`error`): bring the worker back and ask it again."""
@@ -672,9 +663,7 @@ class RayRunner:
     def _submit(self, w: int, weights_ref):
         envs = self.sampler.envs_of(w)
         states = [self.rngs[i].bit_generator.state for i in envs]
-        return self.sampler.workers[w].rollout.remote(Shipped(weights_ref), states, self.nsteps, self.gamma,
-                                                      self.bootstrap_truncated, self.life_loss_terminal,
-                                                      self.life_loss_penalty)
+        return self.sampler.workers[w].rollout.remote(Shipped(weights_ref), states, self.settings)
 
     def _progress(self, pending: dict) -> dict:
         """{worker: vector steps collected so far} of the pending workers that answered within 5 s."""
@@ -688,14 +677,13 @@ class RayRunner:
                 pass
         return counts
 
-    def _report(self, should_stop, reported: int, steps: int):
-        """Call should_stop() once per vector step from `reported` up to `steps`. -> the new count, or None once
-        it said stop."""
-        while reported < steps:
-            reported += 1
-            if should_stop():
-                return None
-        return reported
+
+
+def report_steps(on_step, reported: int, steps: int) -> int:
+    """Tell on_step the vector steps from `reported` up to `steps` (none when it is not ahead). -> the new count."""
+    if steps > reported:
+        on_step(steps - reported)
+    return max(reported, steps)
 
 
 class Watch:

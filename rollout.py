@@ -1,4 +1,8 @@
-"""Rollout storage for observations that are stacks of the last k frames.
+"""What a sampler collects and how: `Rollout` (one update's experience, before advantages), its observation
+store `RolloutObs`, the collection settings `Collection`, and the interface of the samplers (`Sampler`, and
+`RemoteEnvs` for envs stepped elsewhere, which make their own).
+
+Rollout storage for observations that are stacks of the last k frames.
 
 A stacked observation [H, W, k] repeats k-1 frames of the one before it, so a rollout stored as stacks holds
 every frame k times (the seed's buffer at 13 envs x 2048 steps: about 1 GiB of uint8). `RolloutObs` keeps the
@@ -7,6 +11,9 @@ only for the minibatch being trained on. It checks at every step that the env re
 (env.FrameStack: shift by one, all slots equal to the first frame after a reset); the first time an
 observation breaks that rule it falls back to storing whole observations, so any env gives exact results.
 """
+import abc
+import dataclasses
+
 import numpy as np
 
 
@@ -28,7 +35,6 @@ class RolloutObs:
             self.frames = np.zeros((nenvs, nsteps, *self.obs_shape[:-1]), dtype)  # [nenvs, nsteps, H, W]
         self.starts = np.zeros((nsteps, nenvs), dtype=bool)                       # [nsteps, nenvs]
         self._previous = None
-        self._filled = 0
 
     @property
     def shape(self) -> tuple:
@@ -48,7 +54,6 @@ class RolloutObs:
                 self.first[:] = obs
             self.frames[:, step] = obs[..., -1]
         self._previous = obs
-        self._filled = step + 1
 
     @staticmethod
     def _follows_stack(previous, obs, starts) -> bool:
@@ -104,7 +109,6 @@ def concat_obs(parts: list) -> RolloutObs:
     nsteps, obs_shape, dtype = parts[0].nsteps, parts[0].obs_shape, parts[0].dtype
     joined = RolloutObs(nsteps, sum(part.nenvs for part in parts), obs_shape, dtype)
     joined.starts = np.concatenate([part.starts for part in parts], axis=1)
-    joined._filled = nsteps
     if all(part.full is None for part in parts):
         joined.first = np.concatenate([part.first for part in parts])
         joined.frames = np.concatenate([part.frames for part in parts])
@@ -120,7 +124,8 @@ class Rollout:
     | field        | shape            | meaning                                                        |
     | obs          | RolloutObs       | observation t of each env (one frame stored per step)          |
     | actions      | [nsteps, nenvs]  | int32, sampled from each env's own random stream               |
-    | rewards      | [nsteps, nenvs]  | f32, scaled; + gamma * V(final obs) where a time limit cut     |
+    | rewards      | [nsteps, nenvs]  | f32, scaled; + gamma * V(final obs) where a time limit cut;    |
+    |              |                  | - the life-loss penalty where a life was lost (Collection)     |
     | values       | [nsteps, nenvs]  | f32, V(obs t)                                                  |
     | neglogpacs   | [nsteps, nenvs]  | f32, -log pi(action t) when sampled                            |
     | dones        | [nsteps, nenvs]  | bool, obs t starts a new episode (or follows a lost life: the  |
@@ -137,10 +142,6 @@ class Rollout:
         self.neglogpacs, self.dones, self.last_values, self.last_dones = neglogpacs, dones, last_values, last_dones
         self.episodes = episodes
 
-    @property
-    def num_envs(self) -> int:
-        return self.actions.shape[1]
-
     @classmethod
     def concat(cls, parts: list) -> "Rollout":
         """Rollouts of consecutive groups of envs -> one rollout over all of them (env axis in order)."""
@@ -148,3 +149,43 @@ class Rollout:
         return cls(concat_obs([part.obs for part in parts]), last_values=np.concatenate([p.last_values for p in parts]),
                    last_dones=np.concatenate([p.last_dones for p in parts]),
                    episodes=[e for part in parts for e in part.episodes], **arrays)
+
+
+@dataclasses.dataclass(frozen=True)
+class Collection:
+    """How a rollout is collected: every setting that model.collect reads, and nothing else. A new collection
+    option is a field here (with its line in `of`) and its use in model.collect."""
+    nsteps: int                         # steps collected from every env
+    gamma: float                        # discount of the bootstrap from a time-limit cut
+    bootstrap_truncated: bool = True    # a time-limit cut is not an end: its last reward + gamma * V(final obs)
+    life_loss_terminal: bool = False    # a lost life ends the value chain (Rollout.dones), the episode goes on
+    life_loss_penalty: float = 0.0      # subtracted from the reward of a step that cost a life
+
+    @classmethod
+    def of(cls, config) -> "Collection":
+        """The collection settings of a config.TrainConfig."""
+        return cls(nsteps=config.nsteps, gamma=config.gamma, bootstrap_truncated=not config.truncation_as_terminal,
+                   life_loss_terminal=config.life_loss_terminal, life_loss_penalty=config.life_loss_penalty)
+
+
+class Sampler(abc.ABC):
+    """What the learner collects its experience with, bound to one model and the envs' action-noise generators:
+    model.Runner steps a vector env of this machine, ray_backend.RayRunner the workers of a Ray cluster.
+    The learner computes advantages (model.finish) from what either returns."""
+
+    last_transfer = {}   # what the last sample() moved between machines, and how long it took (Ray); learn's callback gets it
+
+    @abc.abstractmethod
+    def sample(self, on_step=None, stop=None):
+        """Collect settings.nsteps steps of every env -> Rollout, or None once `stop.requested` turned true
+        mid-way. on_step(n): n more vector steps (n x num_envs agent steps) were collected (progress only);
+        stop: any object whose `requested` says to stop (model.StopOnSignal)."""
+
+
+class RemoteEnvs(abc.ABC):
+    """Envs stepped away from the learner (ray_backend.RaySampler): they make their own Sampler, where the
+    learner wraps a vector env of this machine in model.Runner."""
+
+    @abc.abstractmethod
+    def sampler(self, model, rngs, settings: Collection) -> Sampler:
+        """The Sampler of these envs for `model`; rngs: the num_envs action-noise generators."""

@@ -34,12 +34,14 @@ def options(optimizer: str, normalize: bool, epochs: int, minibatches: int, lr: 
             ent_coef: str = "", epsilon: str = "", cap: str = "0", max_kl: str = "0", vf_coef: str = "0.5",
             value_after_kl: bool = False, life_loss: bool = False, gamma: str = "", lam: str = "",
             life_penalty: str = "0") -> list:
-    """The agent.py options of one configuration: the optimizer, advantages, passes, learning rate, ratio cap, KL
-    bound (0: off), value weight, life-loss penalty, --value-after-kl and --life-loss-terminal always, so that a
-    change of the defaults cannot change a configuration; where given the clip range, the entropy weight, the
-    optimizer's epsilon, the discount and GAE's lambda."""
-    extra = ["--ratio-cap", cap, "--max-kl", max_kl, "--vf-coef", vf_coef, "--life-loss-penalty", life_penalty] + \
-        (["--clip-range", clip] if clip else []) + \
+    """The agent.py options of one configuration: the optimizer, advantages, passes, learning rate, policy loss
+    (the clip with `clip`, else the capped loss with `cap` above 0, else A2C's), KL bound (0: off), value weight,
+    life-loss penalty, --value-after-kl and --life-loss-terminal always, so that a change of the defaults cannot
+    change a configuration; where given the entropy weight, the optimizer's epsilon, the discount and GAE's
+    lambda."""
+    loss = ["--policy-loss", "clip", "--clip-range", clip] if clip else \
+        ["--policy-loss", "capped", "--ratio-cap", cap] if float(cap) else ["--policy-loss", "a2c"]
+    extra = loss + ["--max-kl", max_kl, "--vf-coef", vf_coef, "--life-loss-penalty", life_penalty] + \
         (["--ent-coef", ent_coef] if ent_coef else []) + (["--epsilon", epsilon] if epsilon else []) + \
         (["--gamma", gamma] if gamma else []) + (["--lam", lam] if lam else []) + \
         (["--value-after-kl"] if value_after_kl else ["--no-value-after-kl"]) + \

@@ -30,6 +30,7 @@ process and its env processes) beside that of the local env processes:
 """
 import abc
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -158,8 +159,8 @@ class PeakMemory(Poller):
 
 
 def measure_learn(num_envs, nsteps, noptepochs, nminibatches, updates, seed, exact_2018=False) -> dict:
-    """learn() (the defaults, or exact_2018) for 1 warm-up + `updates` updates; steps/s and the time split over
-    the measured updates."""
+    """learn() (the defaults, or with exact_2018 every 2018 setting but the size) for 1 warm-up + `updates`
+    updates; steps/s and the time split over the measured updates."""
     from architecture import A2CPolicy
     from model import learn
     stats = []
@@ -169,7 +170,9 @@ def measure_learn(num_envs, nsteps, noptepochs, nminibatches, updates, seed, exa
     venv = make_vec_env(num_envs, seed)
     try:
         with tempfile.TemporaryDirectory() as tmp, PeakMemory() as memory:
-            learn(A2CPolicy, venv, nsteps, num_envs * nsteps * (updates + 1), 0.99, 0.95, 0.5, 0.01, 2e-4, 0.5,
+            config = as_2018(TrainConfig()) if exact_2018 else TrainConfig()
+            learn(A2CPolicy, venv, nsteps, num_envs * nsteps * (updates + 1), config.gamma, config.lam,
+                  config.vf_coef, config.ent_coef, config.lr, config.max_grad_norm,
                   log_interval=10 ** 9, noptepochs=noptepochs, nminibatches=nminibatches, seed=seed,
                   run_dir=os.path.join(tmp, "run"), runs_dir=tmp, models_dir=os.path.join(tmp, "models"),
                   progress=False, callback=record, stream=open(os.devnull, "w"), exact_2018=exact_2018)
@@ -300,6 +303,7 @@ def measure_side_by_side(name: str, num_workers: int, pairs: int, seed: int = 0)
     from architecture import A2CPolicy
     from model import Model, Runner, action_rngs, session_config
     from ray_backend import RaySampler, process_memory
+    from rollout import Collection
     num_envs, nsteps, _, _ = CONFIGS[name]
     game = envs.resolve_game("auto")
     venv = make_vec_env(num_envs, seed)
@@ -310,19 +314,20 @@ def measure_side_by_side(name: str, num_workers: int, pairs: int, seed: int = 0)
         with tf.Graph().as_default(), tf.Session(config=session_config()) as sess, sess.as_default():
             model = Model(A2CPolicy, gym.spaces.Box(0, 255, (96, 96, 4), np.uint8), venv.action_space, num_envs,
                           nsteps, 0.01, 0.5, 0.5)
-            local = Runner(venv, model, nsteps, 10 ** 9, 0.99, 0.95, rngs=action_rngs(seed, range(num_envs)))
-            remote = sampler.make_runner(model, action_rngs(seed, range(num_envs)), nsteps, 10 ** 9, 0.99, 0.95)
+            settings = Collection.of(dataclasses.replace(TrainConfig(), nsteps=nsteps))
+            local = Runner(venv, model, settings, action_rngs(seed, range(num_envs)))
+            remote = sampler.sampler(model, action_rngs(seed, range(num_envs)), settings)
             for runner in (local, remote):   # warm-up: TensorFlow's first steps, the workers' first weights
-                runner.run()
+                runner.sample()
             times, transfers = {"local": [], "ray": []}, []
             for _ in range(pairs):   # timed without memory polls: reading smaps costs the polled process CPU
                 for backend, runner in (("local", local), ("ray", remote)):
                     start = time.perf_counter()
-                    runner.run()
+                    runner.sample()
                     times[backend].append(time.perf_counter() - start)
                 transfers.append(dict(sampler.last_update))
             with WorkerMemory(sampler) as memory:   # one more Ray update, for the workers' peak memory
-                remote.run()
+                remote.sample()
             local_env_pss = sum(process_memory(p.pid) for p in venv.procs)
     finally:
         if sampler is not None:

@@ -5,7 +5,8 @@ test_same_batch.py checks every later change of the sampling path against them).
 
 kind 'fake': 2 fake image envs (faulty_envs, episodes of 7 steps) x 16 steps; 'real': 2 envs of the default
 game (Airstriker, the whole wrapper chain) x 16 steps. Both: seed 5, the Model of the 2018 signature, its
-own graph with tf.set_random_seed, the local Runner on a SubprocVecEnv, the second update's batch.
+own graph with tf.set_random_seed, the local Runner on a SubprocVecEnv, the second update's batch (the
+learner's GAE, gamma 0.99, lambda 0.95).
 """
 import os
 import sys
@@ -60,21 +61,19 @@ def new_model(num_envs: int, venv_like, nsteps: int = NSTEPS, seed: int = SEED):
     return graph, sess, model
 
 
-def second_batch(make_runner, venv_like, num_envs: int = NUM_ENVS) -> dict:
-    """The arrays of the second update of a runner made by make_runner(model, rngs) (the first update runs
-    too, so episodes that end and restart are in the recorded one)."""
+def second_batch(make_sampler, venv_like, num_envs: int = NUM_ENVS) -> dict:
+    """The arrays of the second update of a sampler made by make_sampler(model, rngs, settings) (the first
+    update runs too, so episodes that end and restart are in the recorded one)."""
     import model as a2c
-    rollouts = []
-    real_finish = a2c.finish
-    a2c.finish = lambda rollout, *args: rollouts.append(rollout) or real_finish(rollout, *args)
+    from rollout import Collection
     graph, sess, model = new_model(num_envs, venv_like)
     try:
         with graph.as_default(), sess.as_default():
-            runner = make_runner(model, a2c.action_rngs(SEED, range(num_envs)))
-            runner.run()
-            return batch_arrays(runner.run(), rollouts[-1])
+            sampler = make_sampler(model, a2c.action_rngs(SEED, range(num_envs)), Collection(NSTEPS, 0.99))
+            sampler.sample()
+            rollout = sampler.sample()
+            return batch_arrays(a2c.finish(rollout, 0.99, 0.95), rollout)
     finally:
-        a2c.finish = real_finish
         sess.close()
 
 
@@ -83,8 +82,7 @@ def local_batch(kind: str) -> dict:
     from vec_env import SubprocVecEnv
     venv = SubprocVecEnv(env_fns(kind), seed=SEED)
     try:
-        return second_batch(lambda model, rngs: a2c.Runner(venv, model, NSTEPS, 10 ** 6, 0.99, 0.95, rngs=rngs),
-                            venv)
+        return second_batch(lambda model, rngs, settings: a2c.Runner(venv, model, settings, rngs), venv)
     finally:
         venv.close()
 
@@ -94,8 +92,7 @@ def ray_batch(kind: str, envs_per_worker: int = 1) -> dict:
     import ray_backend
     sampler = ray_backend.RaySampler(env_fns(kind), NUM_ENVS // envs_per_worker, envs_per_worker, seed=SEED)
     try:
-        return second_batch(lambda model, rngs: sampler.make_runner(model, rngs, NSTEPS, 10 ** 6, 0.99, 0.95),
-                            sampler)
+        return second_batch(sampler.sampler, sampler)
     finally:
         sampler.close()
 

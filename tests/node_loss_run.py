@@ -29,27 +29,28 @@ def node_ids(node_temp_dir: str) -> tuple:
 
 
 def kill_in_update(sampler, update: int, kill) -> None:
-    """Make the runner of `sampler` call kill() at the first step it reports of its `update`-th run()."""
-    make_runner = sampler.make_runner
+    """Make the sampler of `sampler` call kill() at the first step it reports of its `update`-th sample()."""
+    make_sampler = sampler.sampler
 
-    def make_killing_runner(*args, **kwargs):
-        runner = make_runner(*args, **kwargs)
-        run, runs = runner.run, []
+    def make_killing_sampler(*args, **kwargs):
+        runner = make_sampler(*args, **kwargs)
+        sample, samples = runner.sample, []
 
-        def run_and_kill(should_stop=lambda: False):
-            runs.append(1)
-            if len(runs) != update:
-                return run(should_stop)
+        def sample_and_kill(on_step=None, stop=None):
+            samples.append(1)
+            if len(samples) != update:
+                return sample(on_step, stop)
             done = []
 
-            def kill_once_then_ask():
+            def kill_once_then_report(vector_steps):
                 if not done:
                     done.append(kill())
-                return should_stop()
-            return run(kill_once_then_ask)
-        runner.run = run_and_kill
+                if on_step is not None:
+                    on_step(vector_steps)
+            return sample(kill_once_then_report, stop)
+        runner.sample = sample_and_kill
         return runner
-    sampler.make_runner = make_killing_runner
+    sampler.sampler = make_killing_sampler
 
 
 def main(address: str, session: int, node_temp_dir: str, run_dir: str) -> dict:

@@ -104,7 +104,7 @@ def test_every_named_configuration_states_the_settings_the_defaults_may_change(m
     import learning
     from agent import build_parser
     from config import config_from_args
-    stated = ("--optimizer", "--noptepochs", "--nminibatches", "--lr", "--ratio-cap", "--max-kl", "--vf-coef",
+    stated = ("--optimizer", "--noptepochs", "--nminibatches", "--lr", "--policy-loss", "--max-kl", "--vf-coef",
               "--life-loss-penalty")
     for name, options in learning.CONFIGS.items():
         if name in ("defaults", "2018"):
@@ -115,8 +115,8 @@ def test_every_named_configuration_states_the_settings_the_defaults_may_change(m
         assert "--value-after-kl" in options or "--no-value-after-kl" in options, name
         assert "--life-loss-terminal" in options or "--no-life-loss-terminal" in options, name
     config = config_from_args(build_parser().parse_args(learning.CONFIGS["rmsprop0-norm-1x8"]))
-    assert (config.optimizer, config.noptepochs, config.nminibatches, config.ratio_cap, config.max_kl,
-            config.vf_coef, config.value_after_kl) == ("rmsprop", 1, 8, 0.0, 0.0, 0.5, False)
+    assert (config.optimizer, config.noptepochs, config.nminibatches, config.policy_loss, config.max_kl,
+            config.vf_coef, config.value_after_kl) == ("rmsprop", 1, 8, "a2c", 0.0, 0.5, False)
     config = config_from_args(build_parser().parse_args(learning.CONFIGS["adam-norm-4x8-cap1-kl0.02-vf5-vkl"]))
     assert (config.max_kl, config.vf_coef, config.value_after_kl) == (0.02, 5.0, True)
     config = config_from_args(build_parser().parse_args(learning.CONFIGS["adam-norm-4x8-cap1-kl0.02-vf5-life"]))

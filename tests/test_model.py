@@ -18,7 +18,8 @@ from fake_envs import ImageBandit  # noqa: E402
 
 from architecture import A2CPolicy  # noqa: E402
 from checkpoint import CheckpointError, resolve_checkpoint  # noqa: E402
-from model import Model, Runner, action_rngs, collect, compute_gae, explained_variance, flatten_env_major, learn  # noqa: E402
+from model import Model, Runner, action_rngs, collect, compute_gae, explained_variance, finish, flatten_env_major, learn  # noqa: E402
+from rollout import Collection  # noqa: E402
 from vec_env import DummyVecEnv  # noqa: E402
 
 OB_SPACE = gym.spaces.Box(0, 255, (96, 96, 4), dtype=np.uint8)
@@ -359,8 +360,8 @@ def test_runner_batches_are_env_major_with_exact_returns(bootstrap):
              functools.partial(fake_envs.make_counting, length=5)]
     nsteps, gamma, lam, seed = 7, 0.9, 0.8, 2
     venv = DummyVecEnv(makes, seed=seed)
-    runner = Runner(venv, StubModel(), nsteps, 1000, gamma, lam, bootstrap_truncated=bootstrap)
-    obs, actions, returns, values, _neglogpacs, episodes = runner.run()
+    runner = Runner(venv, StubModel(), Collection(nsteps, gamma, bootstrap_truncated=bootstrap))
+    obs, actions, returns, values, _neglogpacs, episodes = finish(runner.sample(), gamma, lam)
     n = nsteps * len(makes)
     obs = np.asarray(obs[np.arange(n)])
     assert obs.shape == (n, 96, 96, 4) and obs.dtype == np.uint8
@@ -386,9 +387,9 @@ def test_runner_batches_are_env_major_with_exact_returns(bootstrap):
 
 def test_runner_continues_where_the_last_batch_stopped():
     venv = DummyVecEnv([functools.partial(fake_envs.make_counting, length=5)], seed=0)
-    runner = Runner(venv, StubModel(), 3, 1000, 0.9, 0.95)
-    first = np.asarray(runner.run()[0][np.arange(3)])
-    second = np.asarray(runner.run()[0][np.arange(3)])
+    runner = Runner(venv, StubModel(), Collection(3, 0.9))
+    first = np.asarray(runner.sample().obs[np.arange(3)])
+    second = np.asarray(runner.sample().obs[np.arange(3)])
     rows, _, _ = expected_rollout(lambda: fake_envs.make_counting(length=5), 0, 6, 0.9, 0.95, True)
     np.testing.assert_array_equal(np.concatenate([first, second]), np.stack(rows["obs"]))
 
@@ -411,9 +412,9 @@ def test_a_lost_life_ends_the_value_chain_only_with_life_loss_terminal(life_loss
     def make():
         return LifeEveryTwoSteps(fake_envs.make_counting(length=5))
     nsteps, gamma, lam = 7, 0.9, 0.8
-    runner = Runner(DummyVecEnv([make], seed=0), StubModel(), nsteps, 1000, gamma, lam,
-                    life_loss_terminal=life_loss_terminal)
-    obs, _actions, returns, values, _neglogpacs, episodes = runner.run()
+    runner = Runner(DummyVecEnv([make], seed=0), StubModel(), Collection(nsteps, gamma,
+                                                                       life_loss_terminal=life_loss_terminal))
+    obs, _actions, returns, values, _neglogpacs, episodes = finish(runner.sample(), gamma, lam)
     rows, plain_returns, last_obs = expected_rollout(make, 0, nsteps, gamma, lam, True)
     # the episode and its frames go on whatever the flag: same observations, one episode of 5 steps
     np.testing.assert_array_equal(np.asarray(obs[np.arange(nsteps)]), np.stack(rows["obs"]))
@@ -440,8 +441,8 @@ def test_life_loss_penalty_lowers_only_the_learners_reward_of_a_step_that_cost_a
     def rollout(penalty):
         venv = DummyVecEnv([make], seed=0)
         obs = venv.reset()
-        return collect(venv, StubModel(), obs, np.zeros(1, bool), action_rngs(0, [0]), 7, 0.9,
-                       life_loss_penalty=penalty)[0]
+        return collect(venv, StubModel(), obs, np.zeros(1, bool), action_rngs(0, [0]),
+                       Collection(7, 0.9, life_loss_penalty=penalty))[0]
     plain, penalised = rollout(0.0), rollout(0.25)
     # steps 1, 3 (episode one's 2nd and 4th) and 6 (episode two's 2nd) lose a life: 0.25 less there, nowhere else
     np.testing.assert_array_equal(plain.rewards[:, 0] - penalised.rewards[:, 0],

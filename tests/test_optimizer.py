@@ -84,7 +84,7 @@ def test_the_zero_start_model_step_uses_the_chosen_epsilon(session):
 
 def test_normalised_advantages_and_the_clipped_objective(session):
     model = Model(A2CPolicy, OB_SPACE, ACTIONS, 2, 2, 0.0, 0.5, None, rng=np.random.default_rng(0),
-                  optimizer="rmsprop", normalize_advantages=True, clip_range=0.2)
+                  optimizer="rmsprop", normalize_advantages=True, policy_loss="clip", clip_range=0.2)
     obs = np.random.default_rng(4).integers(0, 256, (4, 96, 96, 4), dtype=np.uint8)
     actions = np.array([1, 2, 3, 4], np.int32)
     returns = np.array([3.0, 1.0, 0.0, 0.0], np.float32)
@@ -98,6 +98,12 @@ def test_normalised_advantages_and_the_clipped_objective(session):
     surrogate = np.maximum(-advantages * ratio, -advantages * np.clip(ratio, 0.8, 1.2))
     policy_loss, _, _ = model.train(obs, actions, returns, values, 0.0, old_neglogp)
     assert policy_loss == pytest.approx(surrogate.mean(), rel=1e-5)
+    # ratios 2/3, 2/3, 2, 2 all lie outside [0.8, 1.2]; KL ~ mean(log pi_old - log pi) = mean(log [1.5, 1.5, 0.5, 0.5])
+    assert model.last_clip_fraction == 1.0
+    assert model.last_approx_kl == pytest.approx(np.mean(np.log([1.5, 1.5, 0.5, 0.5])), rel=1e-4)
+    ratio_near_one = neglogp_now + np.log([1.1, 1.3, 0.9, 0.7]).astype(np.float32)   # ratios 1.1, 1.3, 0.9, 0.7
+    model.train(obs, actions, returns, values, 0.0, ratio_near_one)
+    assert model.last_clip_fraction == 0.5
     with pytest.raises(ValueError, match="neglogpacs"):
         model.train(obs, actions, returns, values, 0.0)
 
@@ -120,7 +126,7 @@ def test_the_ratio_cap_weights_each_sample_by_min_of_cap_and_ratio(session):
     on the logits is w * A * (softmax - onehot) / n: a sample whose action became 4x rarer than when it was drawn
     pushes with a quarter of its weight, one whose action became likelier is not weighted up."""
     model = Model(A2CPolicy, OB_SPACE, ACTIONS, 2, 2, 0.0, 0.5, None, rng=np.random.default_rng(0),
-                  optimizer="rmsprop", ratio_cap=1.0)
+                  optimizer="rmsprop", policy_loss="capped", ratio_cap=1.0)
     obs, actions, returns, logits, neglogp_now, old_neglogp = stale_minibatch(session, model)
     values = np.zeros(4, np.float32)
     tm = model.train_model
@@ -137,18 +143,22 @@ def test_the_ratio_cap_weights_each_sample_by_min_of_cap_and_ratio(session):
     model.train(obs, actions, returns, values, 0.0, old_neglogp)
     # KL(pi_old || pi) ~ mean(log pi_old - log pi) = mean(log [0.5, 2, 4, 1]) = log(4) / 4, before the step
     assert model.last_approx_kl == pytest.approx(np.log(4.0) / 4, rel=1e-4)
+    assert model.last_clip_fraction is None   # measured by the clip alone
     with pytest.raises(ValueError, match="neglogpacs"):
         model.train(obs, actions, returns, values, 0.0)
 
 
-def test_measure_kl_alone_keeps_a2cs_unweighted_loss(session):
-    """measure_kl=True without a cap: the loss stays mean(A * -log pi(a|s)) and last_approx_kl is measured."""
+def test_a2cs_loss_given_the_sampled_neglogp_stays_unweighted_and_measures_the_kl(session):
+    """policy_loss 'a2c' with the sampled -log pi: the loss stays mean(A * -log pi(a|s)) and last_approx_kl is
+    measured; without it, the step is taken all the same (the 2018 call)."""
     model = Model(A2CPolicy, OB_SPACE, ACTIONS, 2, 2, 0.0, 0.5, None, rng=np.random.default_rng(0),
-                  optimizer="rmsprop", measure_kl=True)
+                  optimizer="rmsprop", policy_loss="a2c")
     obs, actions, returns, _, neglogp_now, old_neglogp = stale_minibatch(session, model)
     policy_loss, _, _ = model.train(obs, actions, returns, np.zeros(4, np.float32), 0.0, old_neglogp)
     assert policy_loss == pytest.approx(np.mean(returns * neglogp_now), rel=1e-5)
     assert model.last_approx_kl == pytest.approx(np.log(4.0) / 4, rel=1e-4)
+    policy_loss_2018, _, _ = model.train(obs, actions, returns, np.zeros(4, np.float32), 0.0)
+    assert policy_loss_2018 == pytest.approx(policy_loss, rel=1e-5)   # lr 0: the weights did not move
 
 
 def test_on_fresh_samples_the_ratio_cap_takes_the_plain_a2c_step():
@@ -159,17 +169,17 @@ def test_on_fresh_samples_the_ratio_cap_takes_the_plain_a2c_step():
     actions = np.array([0, 3, 5, 6], np.int32)
     returns, values = np.array([1, -1, 0.5, 2], np.float32), np.zeros(4, np.float32)
     before_after = {}
-    for ratio_cap in (None, 1.0):
+    for policy_loss in ("a2c", "capped"):
         with tf.Graph().as_default(), tf.Session() as session, session.as_default():
             tf.set_random_seed(0)
             model = Model(A2CPolicy, OB_SPACE, ACTIONS, 2, 2, 0.01, 0.5, 0.5, rng=np.random.default_rng(0),
-                          optimizer="rmsprop", ratio_cap=ratio_cap)
+                          optimizer="rmsprop", policy_loss=policy_loss, ratio_cap=1.0)
             tm = model.train_model
             neglogp_now = session.run(tm.pd.neglogp(model.actions_), {tm.inputs_: obs, model.actions_: actions})
             before = session.run(model.params)
             model.train(obs, actions, returns, values, 1e-3, neglogp_now)
-            before_after[ratio_cap] = before, session.run(model.params)
-    (plain_before, plain_after), (capped_before, capped_after) = before_after[None], before_after[1.0]
+            before_after[policy_loss] = before, session.run(model.params)
+    (plain_before, plain_after), (capped_before, capped_after) = before_after["a2c"], before_after["capped"]
     for p0, p1, c0, c1 in zip(plain_before, plain_after, capped_before, capped_after):
         np.testing.assert_array_equal(c0, p0)                            # same start
         assert not np.array_equal(p1, p0)                                # a step was taken
@@ -182,6 +192,7 @@ class ScriptedModel:
 
     def __init__(self, kls):
         self.kls, self.minibatches, self.last_approx_kl, self.value_only = list(kls), [], None, []
+        self.last_clip_fraction = None   # as a model whose loss is not the clip
 
     def train(self, obs, actions, returns, values, lr, neglogpacs, value_only=False):
         self.minibatches.append(np.asarray(actions).copy())
@@ -198,10 +209,12 @@ def test_the_kl_bound_ends_the_update_after_the_first_step_above_it(max_kl, expe
     kls = [0.001, 0.005, 0.03, 0.001, 0.001, 0.001, 0.001, 0.001]
     model = ScriptedModel(kls)
     batch = (np.zeros((8, 1), np.uint8), np.arange(8), np.zeros(8), np.zeros(8), np.zeros(8))
-    losses, steps = train_epochs(model, batch, np.random.default_rng(0), 2, 4, 1e-3, max_kl)
-    assert len(model.minibatches) == steps == expected_steps
+    stats = train_epochs(model, batch, np.random.default_rng(0), 2, 4, 1e-3, max_kl)
+    assert len(model.minibatches) == stats.minibatch_steps == expected_steps
     mean_k = np.mean(np.arange(1, expected_steps + 1))
-    np.testing.assert_allclose(losses, [mean_k, 10 * mean_k, 100 * mean_k])   # mean over the steps taken
+    np.testing.assert_allclose(stats.losses, [mean_k, 10 * mean_k, 100 * mean_k])   # mean over the steps taken
+    assert stats.approx_kl == pytest.approx(np.mean(kls[:expected_steps]))        # the KL of the steps taken
+    assert stats.clip_fraction is None
     if expected_steps == 8:   # each pass still sees every sample once
         assert sorted(np.concatenate(model.minibatches[:4])) == list(range(8))
 
@@ -211,9 +224,10 @@ def test_with_value_after_kl_the_steps_after_the_bound_train_the_value_alone():
     sample is seen in each pass; the losses reported are the mean of the 3 policy steps."""
     model = ScriptedModel([0.001, 0.005, 0.03, 0.001, 0.001, 0.001, 0.001, 0.001])
     batch = (np.zeros((8, 1), np.uint8), np.arange(8), np.zeros(8), np.zeros(8), np.zeros(8))
-    losses, steps = train_epochs(model, batch, np.random.default_rng(0), 2, 4, 1e-3, 0.02, value_after_kl=True)
-    assert steps == 3 and model.value_only == [False] * 3 + [True] * 5
-    np.testing.assert_allclose(losses, [2.0, 20.0, 200.0])
+    stats = train_epochs(model, batch, np.random.default_rng(0), 2, 4, 1e-3, 0.02, value_after_kl=True)
+    assert stats.minibatch_steps == 3 and model.value_only == [False] * 3 + [True] * 5
+    np.testing.assert_allclose(stats.losses, [2.0, 20.0, 200.0])
+    assert stats.approx_kl == pytest.approx(np.mean([0.001, 0.005, 0.03]))   # the policy's steps alone
     assert sorted(np.concatenate(model.minibatches[4:])) == list(range(8))
 
 
@@ -221,7 +235,7 @@ def test_a_value_step_leaves_the_policy_head_alone_and_trains_the_value(session)
     """After a full step (which gives the policy's Adam momentum), a value-only step still leaves `model/pi`
     exactly as it was, moves the value head and the shared layers, and lowers the value loss on its minibatch."""
     model = Model(A2CPolicy, OB_SPACE, ACTIONS, 2, 2, 0.01, 5.0, 0.5, rng=np.random.default_rng(0),
-                  optimizer="adam", normalize_advantages=True, ratio_cap=1.0, measure_kl=True, value_only_steps=True)
+                  optimizer="adam", normalize_advantages=True, policy_loss="capped", ratio_cap=1.0, value_only_steps=True)
     obs, actions, returns, _, _, old_neglogp = stale_minibatch(session, model)
     values = np.zeros(4, np.float32)
     names = [p.op.name for p in model.params]
@@ -274,8 +288,9 @@ def test_new_defaults_learn_the_bandit_in_fewer_updates_than_exact_2018(tmp_path
     defaults, config_new, _ = _bandit_run(tmp_path, "defaults")
     legacy, config_2018, run_2018 = _bandit_run(tmp_path, "exact-2018", exact_2018=True)
     assert config_new["optimizer"] == "adam" and not config_new["truncation_as_terminal"]
-    assert (config_new["ratio_cap"], config_new["max_kl"], config_new["noptepochs"]) == (1.0, 0.02, 4)
-    assert (config_2018["ratio_cap"], config_2018["max_kl"]) == (0.0, 0.0)
+    assert (config_new["policy_loss"], config_new["ratio_cap"], config_new["max_kl"], config_new["noptepochs"]) == \
+        ("capped", 1.0, 0.02, 4)
+    assert (config_2018["policy_loss"], config_2018["max_kl"]) == ("a2c", 0.0)
     assert config_2018["optimizer"] == "rmsprop-2018" and config_2018["truncation_as_terminal"]
     assert config_2018["exact_2018"] is True
     slots = tf.train.load_checkpoint(os.path.join(run_2018, "checkpoints", "000024", "model.ckpt"))
@@ -304,8 +319,9 @@ def test_exact_2018_restores_every_2018_value_the_defaults_change():
 
 
 def test_a_run_saved_before_the_optimizer_options_resumes_with_the_2018_optimizer(tmp_path):
-    """config.json of a run from before this change has no 'optimizer', 'normalize_advantages' or 'clip_range':
-    it trained with the 2018 optimizer and objective, so --resume continues with those, not the new defaults."""
+    """config.json of a run from before this change has no 'optimizer', 'normalize_advantages', 'clip_range' or
+    'ratio_cap' (nor today's 'policy_loss'): it trained with the 2018 optimizer and objective, so --resume
+    continues with those, not the new defaults."""
     import agent
     from config import TrainConfig
     folder = tmp_path / "runs" / "old" / "checkpoints" / "000004"
@@ -313,14 +329,14 @@ def test_a_run_saved_before_the_optimizer_options_resumes_with_the_2018_optimize
     (folder / "model.ckpt.index").write_bytes(b"")
     old_config = {k: v for k, v in TrainConfig(num_envs=2, nsteps=2048, noptepochs=4).to_dict().items()
                   if k not in ("optimizer", "normalize_advantages", "clip_range", "exact_2018", "life_loss_terminal",
-                               "life_loss_penalty")}
+                               "life_loss_penalty", "ratio_cap", "policy_loss")}
     (folder / "state.json").write_text(json.dumps({"training": {"update": 4}, "config": old_config}))
     from checkpoint import checked_resume
     from config import resolve
     args = agent.build_parser().parse_args(["--resume", str(folder)])
     checkpoint_dir, run_dir, saved = checked_resume(args.resume, args.models_dir)
     config = resolve(vars(args), {"resume"}, saved, source=checkpoint_dir)
-    assert (config.optimizer, config.normalize_advantages, config.clip_range) == ("rmsprop-2018", False, 0.0)
+    assert (config.optimizer, config.normalize_advantages, config.policy_loss) == ("rmsprop-2018", False, "a2c")
     assert config.life_loss_terminal is False and TrainConfig().life_loss_terminal is True   # lives were not looked at
     assert config.life_loss_penalty == 0.0 and TrainConfig().life_loss_penalty > 0
     assert config.noptepochs == 4 and config.nsteps == 2048          # what the file holds is kept

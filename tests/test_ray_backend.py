@@ -25,6 +25,7 @@ if HERE not in sys.path:   # the workers and env processes unpickle faulty_envs'
 import faulty_envs  # noqa: E402
 import ray_backend  # noqa: E402
 from errors import ConfigError, GameError  # noqa: E402
+from rollout import Collection  # noqa: E402
 
 pytestmark = pytest.mark.ray
 
@@ -168,7 +169,7 @@ def local_ray():
 class TestOnOneMachine:
 
     @pytest.mark.parametrize("envs_per_worker", [1, 2])
-    def test_same_batch_as_the_local_runner(self, envs_per_worker, monkeypatch):
+    def test_same_batch_as_the_local_runner(self, envs_per_worker):
         """Two updates through Ray (1 or 2 envs per worker) and through the local Runner, against one Model:
         frames, actions, rewards, dones, episodes and the generators' states identical, values within float
         tolerance."""
@@ -176,24 +177,20 @@ class TestOnOneMachine:
         from vec_env import SubprocVecEnv
         num_envs = 2
         rollouts = []
-        real_finish = a2c.finish
-        monkeypatch.setattr(a2c, "finish",
-                            lambda rollout, *args: rollouts.append(rollout) or real_finish(rollout, *args))
         venv = SubprocVecEnv(faulty_envs.env_fns(num_envs, EPISODE), seed=SEED)
         sampler = ray_backend.RaySampler(faulty_envs.env_fns(num_envs, EPISODE), num_envs // envs_per_worker,
                                          envs_per_worker, seed=SEED)
         graph, sess, model = graph_and_model(num_envs, venv)
         try:
             with graph.as_default(), sess.as_default():
-                local = a2c.Runner(venv, model, NSTEPS, 10 ** 6, 0.99, 0.95,
-                                   rngs=a2c.action_rngs(SEED, range(num_envs)))
-                remote = sampler.make_runner(model, a2c.action_rngs(SEED, range(num_envs)), NSTEPS, 10 ** 6, 0.99,
-                                             0.95)
+                settings = Collection(NSTEPS, 0.99)
+                local = a2c.Runner(venv, model, settings, a2c.action_rngs(SEED, range(num_envs)))
+                remote = sampler.sampler(model, a2c.action_rngs(SEED, range(num_envs)), settings)
                 for _ in range(2):
                     steps = []
-                    local_batch = local.run()
-                    remote_batch = remote.run(should_stop=lambda: steps.append(1) and False)
-                    assert len(steps) == NSTEPS   # should_stop once per vector step, as the local Runner
+                    rollouts += [local.sample(), remote.sample(on_step=steps.append)]
+                    assert steps[0] == 1 and sum(steps) == NSTEPS   # the first step alone, then all of them
+                    local_batch, remote_batch = (a2c.finish(rollout, 0.99, 0.95) for rollout in rollouts[-2:])
                     compare(local_batch, remote_batch, rollouts[-2], rollouts[-1])
                 assert [r.bit_generator.state for r in local.rngs] == [r.bit_generator.state for r in remote.rngs]
                 assert sum(len(r.episodes) for r in rollouts[-2:]) > 0
@@ -214,10 +211,10 @@ class TestOnOneMachine:
         graph, sess, model = graph_and_model(2, sampler)
         try:
             with graph.as_default(), sess.as_default():
-                runner = sampler.make_runner(model, a2c.action_rngs(SEED, range(2)), NSTEPS, 10 ** 6, 0.99, 0.95)
+                runner = sampler.sampler(model, a2c.action_rngs(SEED, range(2)), Collection(NSTEPS, 0.99))
                 hung_pid = sampler.pids[1]
-                batch = runner.run()
-            assert batch is not None and len(batch[1]) == 2 * NSTEPS
+                rollout = runner.sample()
+            assert rollout is not None and rollout.actions.shape == (NSTEPS, 2)
             assert (tmp_path / "hung").read_text() == str(hung_pid)
             assert sampler.restarts == 1 and sampler.pids[1] != hung_pid and not still_alive([hung_pid], 0)
         finally:
@@ -286,13 +283,13 @@ class TestFaults:
                                   for node in (cluster.head_node.node_id, second.node_id))
             graph, sess, model = graph_and_model(2, sampler)
             with graph.as_default(), sess.as_default():
-                runner = sampler.make_runner(model, a2c.action_rngs(SEED, range(2)), 200, 10 ** 6, 0.99, 0.95)
+                runner = sampler.sampler(model, a2c.action_rngs(SEED, range(2)), Collection(200, 0.99))
                 killed_pid = sampler.pids[on_head]
-                batch = runner.run(should_stop=once(lambda: os.kill(killed_pid, signal.SIGKILL)))
-                assert batch is not None and len(batch[1]) == 2 * 200
+                rollout = runner.sample(on_step=once(lambda: os.kill(killed_pid, signal.SIGKILL)))
+                assert rollout is not None and rollout.actions.shape == (200, 2)
                 assert sampler.restarts == 1 and sampler.pids[on_head] != killed_pid
-                batch = runner.run(should_stop=once(lambda: cluster.remove_node(second)))
-                assert batch is not None and len(batch[1]) == 2 * 200
+                rollout = runner.sample(on_step=once(lambda: cluster.remove_node(second)))
+                assert rollout is not None and rollout.actions.shape == (200, 2)
                 assert sampler.restarts == 2
                 assert ray.get(sampler.workers[on_second].ready.remote())["node_id"] == cluster.head_node.node_id
             sess.close()
@@ -301,11 +298,10 @@ class TestFaults:
 
 
 def once(action):
-    """A should_stop that does `action` the first time it is called (some steps into the rollout) and never stops."""
+    """An on_step that does `action` the first time it is called (at the rollout's first step)."""
     done = []
 
-    def should_stop() -> bool:
+    def on_step(_vector_steps: int) -> None:
         if not done:
             done.append(action())
-        return False
-    return should_stop
+    return on_step

@@ -36,12 +36,13 @@ SLOTS = {"rmsprop": ("/RMSPropZero", "RMSPropZero/step"), "rmsprop-2018": ("/RMS
          "adam": ("/Adam", "/Adam_1")}
 
 
-NO_BOUND = dict(ratio_cap=0.0, max_kl=0.0)
+NO_BOUND = dict(policy_loss="a2c", max_kl=0.0)
 
 
 @pytest.mark.parametrize("optimizer, options", [("rmsprop", NO_BOUND), ("rmsprop-2018", NO_BOUND),
-                                                ("adam", dict(ratio_cap=1.0, max_kl=1e-4)),
-                                                ("adam", dict(ratio_cap=1.0, max_kl=1e-4, value_after_kl=True))])
+                                                ("adam", dict(policy_loss="capped", ratio_cap=1.0, max_kl=1e-4)),
+                                                ("adam", dict(policy_loss="capped", ratio_cap=1.0, max_kl=1e-4,
+                                                                     value_after_kl=True))])
 def test_resume_continues_exactly(tmp_path, optimizer, options):
     """Two epochs of shuffled minibatches per update: the minibatches drawn after a resume must be the ones
     an uninterrupted run draws. The zero-start RMSProp, the 2018 one and Adam keep their slots across a resume;
@@ -292,3 +293,39 @@ def test_learn_refuses_a_checkpoint_with_training_state_it_does_not_know(tmp_pat
     with pytest.raises(CheckpointError, match=r"does not know \(adaptive_lr\).*--init-weights"):
         call_bounded(lambda: learn_fake(run, updates=2, resume_from=folder), 300)
     assert tree_snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("old_settings, loss_options", [
+    ({"clip_range": 0.2, "ratio_cap": 1.0}, ["--policy-loss", "clip", "--clip-range", "0.2"]),   # the clip won
+    ({"clip_range": 0.0, "ratio_cap": 1.0}, ["--policy-loss", "capped", "--ratio-cap", "1"]),
+    ({"clip_range": 0.0, "ratio_cap": 0.0}, ["--policy-loss", "a2c"])])
+def test_a_run_saved_before_policy_loss_resumes_with_the_loss_its_settings_chose(tmp_path, monkeypatch, old_settings,
+                                                                                  loss_options):
+    """Before --policy-loss, a run's config.json and state.json named its loss by clip_range and ratio_cap (the clip
+    taking precedence over the cap; both 0: A2C's). Such a run, resumed with `--resume RUN` alone, trains with that
+    loss: its second update is, bit for bit, the one of a run that took both updates with today's option."""
+    import agent
+    import env
+    monkeypatch.setattr(env, "env_fns", fake_env_fns(episode_length=32))
+    base = ["--num-envs", "2", "--nsteps", "32", "--log-interval", "1", "--noptepochs", "2", "--nminibatches", "2",
+            "--runs-dir", str(tmp_path / "runs"), "--models-dir", str(tmp_path / "models"), "--no-progress",
+            "--tf-threads", "1"]
+    assert call_bounded(lambda: agent.main([*base, *loss_options, "--total-timesteps", "128", "--run-name", "whole"]),
+                        300) == 0
+    assert call_bounded(lambda: agent.main([*base, *loss_options, "--total-timesteps", "64", "--run-name", "old"]),
+                        300) == 0
+    old = tmp_path / "runs" / "old"
+    for path in [old / "config.json", *old.glob("checkpoints/*/state.json")]:   # as the earlier version wrote them
+        saved = json.loads(path.read_text())
+        settings = saved.get("config", saved)
+        del settings["policy_loss"]
+        settings.update(old_settings)
+        path.write_text(json.dumps(saved))
+    assert call_bounded(lambda: agent.main(["--resume", str(old), "--total-timesteps", "128", "--no-progress",
+                                            "--tf-threads", "1", "--models-dir", str(tmp_path / "models")]),
+                        300) == 0
+    whole = read_variables(str(tmp_path / "runs" / "whole" / "checkpoints" / "000002" / "model.ckpt"))
+    resumed = read_variables(str(old / "checkpoints" / "000002" / "model.ckpt"))
+    assert sorted(whole) == sorted(resumed)
+    assert not [name for name in whole if not np.array_equal(whole[name], resumed[name])]
+    assert state(old / "checkpoints" / "000002")["config"]["policy_loss"] == loss_options[1]
