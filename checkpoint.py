@@ -12,6 +12,7 @@ A checkpoint is written into a temporary folder beside its final place, flushed,
 atomic, so a kill leaves either the old set of checkpoints or the new one, never a half-written one where
 `--resume` reads. Pointers are replaced the same way. Leftover temporary folders are removed on the next start.
 """
+import csv
 import errno
 import fcntl
 import glob
@@ -289,6 +290,22 @@ class RunFolder:
     def latest(self):
         name = read_pointer(os.path.join(self.checkpoints_dir, "latest"))
         return os.path.join(self.checkpoints_dir, name) if name else None
+
+
+def read_table(csv_path: str) -> tuple:
+    """A run's progress.csv (or any CSV table) -> (header [names], rows as dicts of strings). Raises OSError,
+    UnicodeDecodeError or csv.Error for a file that cannot be read as a table: each reader says what that means."""
+    with open(csv_path, newline="") as fh:
+        reader = csv.DictReader(fh)
+        return reader.fieldnames or [], list(reader)
+
+
+def as_number(cell) -> float:
+    """A table cell as a float: NaN for an empty or non-numeric cell (a row logged before the first episode)."""
+    try:
+        return float(cell)
+    except (TypeError, ValueError):
+        return float("nan")
 
 
 def load_state(checkpoint_dir: str) -> dict:

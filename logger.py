@@ -13,6 +13,7 @@ import time
 import numpy as np
 import tensorflow.compat.v1 as tf
 
+from checkpoint import as_number, read_table
 from errors import CheckpointError
 from outputs import replaced_on_success
 
@@ -70,29 +71,20 @@ def read_progress_table(csv_path: str) -> tuple:
         return None, []
     problem = None
     try:
-        with open(csv_path, newline="") as fh:
-            reader = csv.DictReader(fh)
-            fieldnames, rows = reader.fieldnames, list(reader)
+        fieldnames, rows = read_table(csv_path)
     except (OSError, UnicodeDecodeError, csv.Error) as error:
         problem = str(error)
     else:
-        if "total_timesteps" not in (fieldnames or []):
+        if "total_timesteps" not in fieldnames:
             problem = "no total_timesteps column"
         else:
             problem = next((f"row {n}: total_timesteps {row['total_timesteps']!r} is not a number"
-                            for n, row in enumerate(rows, 1) if not _is_number(row["total_timesteps"] or 0)), None)
+                            for n, row in enumerate(rows, 1) if math.isnan(as_number(row["total_timesteps"] or 0))),
+                           None)
     if problem:
         raise CheckpointError(f"{csv_path} is not a training table of this project ({problem}): repair it, or move "
                               "it away to start a new table, then --resume again")
     return fieldnames, rows
-
-
-def _is_number(text) -> bool:
-    try:
-        float(text)
-        return True
-    except (TypeError, ValueError):
-        return False
 
 
 class EventFile:

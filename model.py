@@ -36,7 +36,8 @@ class NonFiniteError(FloatingPointError):
 
 def session_config(threads: int = 0) -> "tf.ConfigProto":
     """Session options: GPU memory grows as needed; `threads` > 0 caps TF's CPU thread pools."""
-    config = tf.ConfigProto(intra_op_parallelism_threads=threads, inter_op_parallelism_threads=min(threads, 1) if threads else 0)
+    config = tf.ConfigProto(intra_op_parallelism_threads=threads,
+                            inter_op_parallelism_threads=min(threads, 1) if threads else 0)
     config.gpu_options.allow_growth = True
     return config
 
@@ -599,7 +600,8 @@ class Learner:
         self.episodes.extend(new_episodes)
         for episode in new_episodes:
             if "level" in episode:
-                self.level_episodes.setdefault(episode["level"], collections.deque(maxlen=EPISODE_WINDOW)).append(episode)
+                window = self.level_episodes.setdefault(episode["level"], collections.deque(maxlen=EPISODE_WINDOW))
+                window.append(episode)
         self.state = self.snapshot(self.state.update + 1, self.state.timesteps + self.batch_size)
         fps = self.batch_size / (t_trained - t_update)
         self.logger.advance(0, fps, self.state.mean_return())   # the steps were counted as collected

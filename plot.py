@@ -19,6 +19,7 @@ import sys
 
 import numpy as np
 
+from checkpoint import as_number, read_table
 from cli import HelpFormatter, examples_epilog
 
 RETURN_COLUMN = "ep_return_mean"
@@ -61,10 +62,7 @@ def read_progress(run_dir: str) -> dict:
     if not os.path.isfile(path):
         raise PlotError(f"{run_dir}: no progress.csv (not a run folder, or the run has not logged a row yet)")
     try:
-        with open(path, newline="") as fh:
-            reader = csv.DictReader(fh)
-            rows = list(reader)
-            fieldnames = reader.fieldnames or []
+        fieldnames, rows = read_table(path)
     except (OSError, UnicodeDecodeError, csv.Error) as error:
         raise PlotError(f"{path}: cannot be read as a table ({error}): is it a progress.csv of this project?") from None
     missing = [c for c in (X_COLUMN, RETURN_COLUMN) if c not in fieldnames]
@@ -75,17 +73,10 @@ def read_progress(run_dir: str) -> dict:
     if len(rows) == 1:
         raise PlotError(f"{path}: one row (update {rows[0].get('nupdates') or '?'}) is too little to plot: plot again "
                         "once the run has logged more (a row every --log-interval updates)")
-    columns = {name: np.array([_to_float(row.get(name)) for row in rows]) for name in fieldnames}
+    columns = {name: np.array([as_number(row.get(name)) for row in rows]) for name in fieldnames}
     if not np.isfinite(columns[X_COLUMN]).any():
         raise PlotError(f"{path}: no row has a number in {X_COLUMN} (is it a progress.csv of this project?)")
     return columns
-
-
-def _to_float(cell) -> float:
-    try:
-        return float(cell)
-    except (TypeError, ValueError):
-        return float("nan")
 
 
 def smooth(values: np.ndarray, window: int) -> np.ndarray:

@@ -411,7 +411,8 @@ def user_error(error: RayActorError):
 # ----------------------------------------------------------------------------- the sampler (on the learner)
 
 class RaySampler(RemoteEnvs):
-    """W RolloutWorker actors of E envs each, on a Ray cluster; what `learn` takes in place of a vector env.
+    """W RolloutWorker actors of E envs each, on a Ray cluster; what `learn` and `train` take in place of a vector
+    env (its `sampler` is what the learner, model.Learner, collects with).
 
     env_fns: W x E picklable env factories (env.env_fns), worker w gets envs w*E .. w*E+E-1; seed: the run's
     seed; address: '' starts Ray on this machine (stopped again by close()), 'auto' or 'host:port' joins a
@@ -585,7 +586,7 @@ class RayRunner(Sampler):
         if len(rngs) != sampler.num_envs:
             raise ValueError(f"{len(rngs)} action-noise generators for {sampler.num_envs} envs")
         self.sampler, self.model, self.rngs, self.settings = sampler, model, rngs, settings
-        self.last_transfer = {}  # what the last sample() moved and how long it took (learn passes it to its callback)
+        self.last_transfer = {}  # what the last sample() moved and how long it took (see sample)
         check_params(model, ray.get(sampler.workers[0].param_specs.remote()))
 
     def sample(self, on_step=None, stop=None):

@@ -173,7 +173,7 @@ class Sampler(abc.ABC):
     model.Runner steps a vector env of this machine, ray_backend.RayRunner the workers of a Ray cluster.
     The learner computes advantages (model.finish) from what either returns."""
 
-    last_transfer = {}   # what the last sample() moved between machines, and how long it took (Ray); learn's callback gets it
+    last_transfer = {}   # what the last sample() moved between machines and how long it took (Ray): train's callback gets it
 
     @abc.abstractmethod
     def sample(self, on_step=None, stop=None):

@@ -381,7 +381,7 @@ class SubprocVecEnv:
         except (BrokenPipeError, OSError):
             pass   # the worker is gone; _receive reports it
 
-    def _replace(self, idx: int, error: WorkerError) -> np.ndarray:
+    def _replace(self, idx: int) -> np.ndarray:
         """Start a fresh worker for env idx and return its first observation."""
         self._stop(idx)
         self.restarts += 1
@@ -423,7 +423,7 @@ class SubprocVecEnv:
             except WorkerError as error:
                 if not self.restart:
                     raise
-                obs = self._replace(idx, error)
+                obs = self._replace(idx)
                 results.append((obs, 0.0, True, {"worker_restarted": str(error).splitlines()[0]}))
         obs, rewards, dones, infos = zip(*results)
         return (self._observations(obs), np.asarray(rewards, np.float32), np.asarray(dones, bool), list(infos))

@@ -135,27 +135,18 @@ class Poller(abc.ABC):
 
 
 class PeakMemory(Poller):
-    """The peak of the summed PSS of this process and its children, sampled every `interval` s."""
+    """The peak of the summed PSS (RSS where the system has no PSS) of this process and its children, sampled
+    every `interval` s."""
 
     def __init__(self, interval: float = 0.5):
         super().__init__(interval)
-        self.peak_bytes, self.kind = 0, "pss"
+        from ray_backend import process_memory
+        self.measure = process_memory
+        self.peak_bytes = 0
+        self.kind = "pss" if hasattr(psutil.Process().memory_full_info(), "pss") else "rss"
 
     def poll(self) -> None:
-        self.peak_bytes = max(self.peak_bytes, self._sample())
-
-    def _sample(self) -> int:
-        me = psutil.Process()
-        total = 0
-        for proc in [me] + me.children(recursive=True):
-            try:
-                info = proc.memory_full_info()
-                total += getattr(info, "pss", None) or info.rss
-                if not hasattr(info, "pss"):
-                    self.kind = "rss"
-            except (psutil.NoSuchProcess, psutil.AccessDenied):
-                pass
-        return total
+        self.peak_bytes = max(self.peak_bytes, self.measure())
 
 
 def measure_learn(num_envs, nsteps, noptepochs, nminibatches, updates, seed, exact_2018=False) -> dict:
@@ -222,15 +213,9 @@ def spread(values) -> dict:
 
 
 def machine() -> dict:
-    from importlib import metadata
-    versions = {}
-    for package in ("tensorflow", "stable-retro", "gymnasium", "numpy", "opencv-python-headless"):
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = None
+    from cli import library_versions
     return {"cores": os.cpu_count(), "load_average": os.getloadavg(), "python": platform.python_version(),
-            "processor": platform.processor() or platform.machine(), "versions": versions,
+            "processor": platform.processor() or platform.machine(), "versions": library_versions(),
             "memory_gib": round(psutil.virtual_memory().total / 2 ** 30, 1)}
 
 
@@ -398,8 +383,9 @@ def check_options(args) -> list:
     """Every option checked before anything is measured (the --json file too); returns the configuration names."""
     from errors import ConfigError, check_number
     from outputs import check_output_file
-    if args.backend not in ("local", "ray"):
-        raise ConfigError(f"--backend must be 'local' or 'ray', got {args.backend!r}")
+    from config import BACKENDS
+    if args.backend not in BACKENDS:
+        raise ConfigError(f"--backend must be one of {', '.join(BACKENDS)}, got {args.backend!r}")
     if args.configs is None:
         args.configs = "matched" if args.backend == "ray" else "matched,seed"
     names = [n.strip() for n in args.configs.split(",") if n.strip()]

@@ -235,7 +235,8 @@ def test_a_value_step_leaves_the_policy_head_alone_and_trains_the_value(session)
     """After a full step (which gives the policy's Adam momentum), a value-only step still leaves `model/pi`
     exactly as it was, moves the value head and the shared layers, and lowers the value loss on its minibatch."""
     model = Model(A2CPolicy, OB_SPACE, ACTIONS, 2, 2, 0.01, 5.0, 0.5, rng=np.random.default_rng(0),
-                  optimizer="adam", normalize_advantages=True, policy_loss="capped", ratio_cap=1.0, value_only_steps=True)
+                  optimizer="adam", normalize_advantages=True, policy_loss="capped", ratio_cap=1.0,
+                  value_only_steps=True)
     obs, actions, returns, _, _, old_neglogp = stale_minibatch(session, model)
     values = np.zeros(4, np.float32)
     names = [p.op.name for p in model.params]
@@ -341,3 +342,27 @@ def test_a_run_saved_before_the_optimizer_options_resumes_with_the_2018_optimize
     assert config.life_loss_penalty == 0.0 and TrainConfig().life_loss_penalty > 0
     assert config.noptepochs == 4 and config.nsteps == 2048          # what the file holds is kept
     assert checkpoint_dir == str(folder) and run_dir == str(tmp_path / "runs" / "old")
+
+
+@pytest.mark.parametrize("policy_loss", ["capped", "clip"])
+def test_each_update_logs_its_kl_and_with_the_clip_its_clipped_fraction(tmp_path, policy_loss):
+    """Two updates of 4 passes on the image bandit: every row has approx_kl (not 0: the later minibatches were drawn
+    by a policy that has since moved; the estimate mean(log pi_old - log pi) of one minibatch may fall below 0) in
+    the table, progress.csv and TensorBoard; clip_fraction, a share, only with the clip."""
+    import glob
+    out = io.StringIO()
+    venv = DummyVecEnv(fake_envs.bandit_fns(2, episode_length=8), seed=0)
+    run = learn(A2CPolicy, venv, nsteps=16, total_timesteps=64, gamma=0.5, lam=0.95, vf_coef=0.5, ent_coef=0.01,
+                lr=1e-3, max_grad_norm=0.5, log_interval=1, seed=0, policy_loss=policy_loss, max_kl=0.0,
+                run_dir=str(tmp_path / "run"), runs_dir=str(tmp_path), models_dir=str(tmp_path / "models"),
+                progress=False, stream=out)
+    with open(os.path.join(run, "progress.csv")) as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 2 and all(np.isfinite(float(row["approx_kl"])) and float(row["approx_kl"]) != 0 for row in rows)
+    assert out.getvalue().count("| approx_kl") == 2
+    assert ("clip_fraction" in rows[0]) == (policy_loss == "clip")
+    if policy_loss == "clip":
+        assert all(0.0 <= float(row["clip_fraction"]) <= 1.0 for row in rows)
+    tags = {value.tag for path in glob.glob(os.path.join(run, "events.out.tfevents.*"))
+            for event in tf.train.summary_iterator(path) for value in event.summary.value}
+    assert "losses/approx_kl" in tags and ("losses/clip_fraction" in tags) == (policy_loss == "clip")

@@ -3,11 +3,15 @@
 `python tests/update_fixture.py` rewrites the fixture (only do so on purpose: it pins the numbers of the code
 that recorded it, and test_same_updates.py checks every later change of the options and the loop against it).
 
-Each case trains 2 updates through `model.learn` (seed 5, a checkpoint after each) and keeps, per update, the
+Each case trains 2 updates through `model.learn` (seed 5, one TensorFlow thread, a checkpoint after each) in a
+process of its own (TensorFlow sizes its thread pools once per process: a case run after a session of another
+size would sum in another order), and keeps, per update, the
 SHA-256 of every variable's bytes in the checkpoint (weights and optimizer slots: bit for bit), their float64
 sums (to say how far apart two runs are when they differ) and the table's losses. Cases: the defaults, the
 2018 scripts, A2C without the ratio cap and KL bound, PPO's clip, on 2 fake image envs x 16 steps; the defaults
-on 2 envs of the default game (Airstriker, the whole wrapper chain) x 32 steps.
+on 2 envs of the default game (Airstriker, the whole wrapper chain) x 32 steps. The fixture was recorded by the
+code of commit 4639155, before --policy-loss, with the options of that time: `ratio_cap=0.0` for the loss that
+is now 'a2c', `clip_range=0.2` for 'clip'.
 """
 import csv
 import hashlib
@@ -70,7 +74,7 @@ def run_case(name: str, runs_dir: str) -> list:
         learn(A2CPolicy, venv, nsteps=nsteps, total_timesteps=UPDATES * 2 * nsteps, gamma=0.99, lam=0.95,
               vf_coef=keywords.pop("vf_coef", 5.0), ent_coef=0.01, lr=2e-4, max_grad_norm=0.5, log_interval=1,
               seed=SEED, run_dir=run_dir, runs_dir=runs_dir, models_dir=os.path.join(runs_dir, "models"),
-              progress=False, stream=io.StringIO(), **keywords)
+              progress=False, stream=io.StringIO(), tf_threads=1, **keywords)
     finally:
         venv.close()
     with open(os.path.join(run_dir, "progress.csv")) as fh:
@@ -80,10 +84,31 @@ def run_case(name: str, runs_dir: str) -> list:
             for update in range(1, UPDATES + 1)]
 
 
-def main() -> None:
+def run_case_in_a_process(name: str) -> list:
+    """run_case(name) in a fresh Python process (see the module's doc)."""
+    import subprocess
     import tempfile
     with tempfile.TemporaryDirectory() as runs_dir:
-        recorded = {name: run_case(name, runs_dir) for name in CASES}
+        done = subprocess.run([sys.executable, os.path.abspath(__file__), "--case", name, "--runs-dir", runs_dir],
+                              capture_output=True, text=True, timeout=600)
+        if done.returncode:
+            raise RuntimeError(f"case {name} failed:\n{done.stderr[-3000:]}")
+        with open(os.path.join(runs_dir, "case.json")) as fh:
+            return json.load(fh)
+
+
+def main(argv=None) -> None:
+    import argparse
+    parser = argparse.ArgumentParser(description="record tests/data/updates.json, or run one case")
+    parser.add_argument("--case", choices=list(CASES), help="run this case here, into RUNS_DIR/case.json")
+    parser.add_argument("--runs-dir")
+    args = parser.parse_args(argv)
+    if args.case:
+        updates = run_case(args.case, args.runs_dir)
+        with open(os.path.join(args.runs_dir, "case.json"), "w") as fh:
+            json.dump(updates, fh)
+        return
+    recorded = {name: run_case_in_a_process(name) for name in CASES}
     with open(FIXTURE, "w") as fh:
         json.dump(recorded, fh, indent=1, sort_keys=True)
     print(FIXTURE, os.path.getsize(FIXTURE), "bytes")
