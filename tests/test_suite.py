@@ -178,3 +178,12 @@ def test_reference_script_refuses_a_bad_game_in_one_line():
                              "--game", "ALE/Nope-v5"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and result.stderr.startswith("error: --game 'ALE/Nope-v5' is not an ALE game")
     assert result.stderr.count("\n") == 1
+
+
+def test_reference_script_drops_a_row_cut_short_by_a_stop(tmp_path):
+    folder = str(tmp_path / "Pong-s0")
+    write_peer(folder, [(1024, -21.0, 1.79), (2048, -20.0, 1.78)], episodes=[(1500, -21.0)])
+    with open(os.path.join(folder, "episodes.csv"), "a") as fh:
+        fh.write("20")                                          # stopped while writing 2048,-20.0,...
+    scores, _ = ppo_reference.trim_to(folder, 2048)
+    assert scores == [-21.0] and learning.read_peer_scores(folder) == [(1500, -21.0)]

@@ -106,10 +106,15 @@ def make_envs(game: str, seed: int, n_envs: int):
 
 
 def read_rows(path: str) -> list:
+    """The rows of a CSV file, less a last line cut short by a stop in the middle of its write."""
     if not os.path.exists(path):
         return []
     with open(path, newline="") as fh:
-        return list(csv.DictReader(fh))
+        text = fh.read()
+    lines = text.splitlines(keepends=True)
+    if lines and not lines[-1].endswith("\n"):
+        lines = lines[:-1]
+    return list(csv.DictReader(lines))
 
 
 def write_rows(path: str, columns: list, rows: list) -> None:
