@@ -276,33 +276,106 @@ def collect(venv, policy, obs, dones, rngs, settings: Collection, on_step=None, 
     `life_loss_terminal`, a step that cost a life (info['life_lost'], env.LifeLoss) ends the value chain as an
     episode's end does: the Rollout's dones, which only GAE reads, mark the observation after it (the episode
     and its frames go on). `life_loss_penalty` is subtracted from the reward of a step that cost a life (the
-    episodes' returns, counted in the env, stay the game's own)."""
-    nenvs, nsteps = venv.num_envs, settings.nsteps
-    chain_starts = np.array(dones, bool)   # [nenvs]: obs starts a new episode, or follows a lost life
-    mb_obs = RolloutObs(nsteps, nenvs, obs.shape[1:], obs.dtype)   # stores 1 frame per step
-    mb = {name: np.zeros((nsteps, nenvs), dtype) for name, dtype in
-          (("actions", np.int32), ("rewards", np.float32), ("values", np.float32), ("neglogpacs", np.float32),
-           ("dones", bool))}
-    episodes = []
-    for step in range(nsteps):
-        actions, values, neglogpacs = policy.step_neglogp(obs, rngs=rngs)
-        mb_obs.add(step, obs, dones)
-        mb["actions"][step], mb["values"][step], mb["neglogpacs"][step], mb["dones"][step] = \
-            actions, values, neglogpacs, chain_starts
-        obs, rewards, dones, infos = venv.step(actions)
-        lives_lost = np.array([bool(info.get("life_lost")) for info in infos])   # [nenvs] bool
-        chain_starts = np.array(dones, bool) | (lives_lost if settings.life_loss_terminal else False)
-        mb["rewards"][step] = rewards + _bootstrap(policy, infos, settings.gamma, settings.bootstrap_truncated)
-        if settings.life_loss_penalty:   # the learner's reward only: the episodes' returns were counted in the env
-            mb["rewards"][step] -= np.float32(settings.life_loss_penalty) * lives_lost
-        episodes.extend(info["episode"] for info in infos if "episode" in info)
+    episodes' returns, counted in the env, stay the game's own). With `double_buffer` (and 2 envs or more) the
+    envs are stepped in two halves, each half's inference running while the other half's envs step
+    (_double_buffered); each env sees the same observations and actions as in turn."""
+    builder = RolloutBuilder(settings, obs, dones)
+    steps = _double_buffered if settings.double_buffer and venv.num_envs > 1 else _in_turn
+    stepping = steps(venv, policy, rngs, builder)
+    for _step in stepping:
         if on_step is not None:
             on_step(1)
         if stop is not None and stop.requested:
+            stepping.close()   # a step still in flight is received first (_double_buffered)
             return None
-    rollout = Rollout(mb_obs, last_values=policy.value(obs), last_dones=chain_starts, episodes=episodes,
-                      **mb)
-    return rollout, obs, dones
+    return builder.rollout(policy.value(builder.obs)), builder.obs, builder.dones
+
+
+class RolloutBuilder:
+    """The arrays of one Rollout, filled step by step: `chosen` records what the policy chose from a step's
+    observation, `stepped` what the envs answered; `obs` and `dones` [nenvs] say where the envs stand."""
+
+    def __init__(self, settings: Collection, obs, dones):
+        nsteps, nenvs = settings.nsteps, len(obs)
+        self.settings, self.obs, self.dones = settings, obs, np.array(dones, bool)
+        self.chain_starts = np.array(dones, bool)   # [nenvs]: obs starts a new episode, or follows a lost life
+        self.frames = RolloutObs(nsteps, nenvs, obs.shape[1:], obs.dtype)   # stores 1 frame per step
+        self.arrays = {name: np.zeros((nsteps, nenvs), dtype) for name, dtype in
+                       (("actions", np.int32), ("rewards", np.float32), ("values", np.float32),
+                        ("neglogpacs", np.float32), ("dones", bool))}
+        self.episodes = []
+
+    def chosen(self, step: int, actions, values, neglogpacs) -> None:
+        """actions [nenvs] int, values [nenvs], neglogpacs [nenvs]: the policy's choice at self.obs."""
+        self.frames.add(step, self.obs, self.dones)
+        arrays = self.arrays
+        arrays["actions"][step], arrays["values"][step], arrays["neglogpacs"][step], arrays["dones"][step] = \
+            actions, values, neglogpacs, self.chain_starts
+
+    def stepped(self, step: int, policy, obs, rewards, dones, infos) -> None:
+        """The envs' answer to `step`: obs [nenvs, ...] (a new array), rewards [nenvs], dones [nenvs], infos."""
+        settings = self.settings
+        lives_lost = np.array([bool(info.get("life_lost")) for info in infos])   # [nenvs] bool
+        self.chain_starts = np.array(dones, bool) | (lives_lost if settings.life_loss_terminal else False)
+        self.arrays["rewards"][step] = rewards + _bootstrap(policy, infos, settings.gamma,
+                                                            settings.bootstrap_truncated)
+        if settings.life_loss_penalty:   # the learner's reward only: the episodes' returns were counted in the env
+            self.arrays["rewards"][step] -= np.float32(settings.life_loss_penalty) * lives_lost
+        self.episodes.extend(info["episode"] for info in infos if "episode" in info)
+        self.obs, self.dones = obs, np.array(dones, bool)
+
+    def rollout(self, last_values) -> Rollout:
+        """last_values [nenvs]: V(self.obs), the observation after the last step."""
+        return Rollout(self.frames, last_values=last_values, last_dones=self.chain_starts, episodes=self.episodes,
+                       **self.arrays)
+
+
+def _in_turn(venv, policy, rngs, builder: RolloutBuilder):
+    """Every env in one vector step: inference, then the envs step. Yields after each step."""
+    for step in range(builder.settings.nsteps):
+        actions, values, neglogpacs = policy.step_neglogp(builder.obs, rngs=rngs)
+        builder.chosen(step, actions, values, neglogpacs)
+        builder.stepped(step, policy, *venv.step(actions))
+        yield step
+
+
+def _double_buffered(venv, policy, rngs, builder: RolloutBuilder):
+    """The envs in two halves, A and B, whose steps overlap: A's envs step while the policy chooses for B, and
+    B's envs step while the envs' answers are recorded and the policy chooses A's next actions. venv must take
+    step_async(actions, envs) / step_wait(envs) (vec_env). Yields after each step (once B's answer is in)."""
+    nenvs, nsteps = venv.num_envs, builder.settings.nsteps
+    half_a, half_b = np.arange(nenvs // 2), np.arange(nenvs // 2, nenvs)
+    obs_a = builder.obs[half_a]   # where A's envs stand: a step ahead of builder.obs once A has answered
+    in_flight = set()             # the halves sent a step and not yet read
+    try:
+        for step in range(nsteps + 1):
+            if step < nsteps:
+                choice_a = policy.step_neglogp(obs_a, rngs=[rngs[i] for i in half_a])
+                venv.step_async(choice_a[0], half_a)
+                in_flight.add("A")
+            if step:   # the step before ends with B's answer
+                answer_b = venv.step_wait(half_b)
+                in_flight.discard("B")
+                builder.stepped(step - 1, policy, *join_answers(answer_a, answer_b))
+                yield step - 1
+            if step == nsteps:
+                return
+            choice_b = policy.step_neglogp(builder.obs[half_b], rngs=[rngs[i] for i in half_b])
+            builder.chosen(step, *(np.concatenate(parts) for parts in zip(choice_a, choice_b)))
+            venv.step_async(choice_b[0], half_b)
+            in_flight.add("B")
+            answer_a = venv.step_wait(half_a)
+            in_flight.discard("A")
+            obs_a = answer_a[0]
+    finally:   # stopped mid-way: the answers still to come are read, so the pipes hold nothing stale
+        for half in sorted(in_flight):
+            venv.step_wait(half_a if half == "A" else half_b)
+
+
+def join_answers(answer_a, answer_b) -> tuple:
+    """Two halves' (obs, rewards, dones, infos) of one step -> the step's, in env order."""
+    obs, rewards, dones = (np.concatenate([a, b]) for a, b in zip(answer_a[:3], answer_b[:3]))
+    return obs, rewards, dones, list(answer_a[3]) + list(answer_b[3])
 
 
 def _bootstrap(policy, infos, gamma, enabled) -> np.ndarray:

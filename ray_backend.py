@@ -105,17 +105,27 @@ def rollout_bytes(rollout: Rollout) -> int:
 
 
 class EpisodeOrder:
-    """A vector env that notes (step, env index) of each finished episode it reports, in its order, so that the
-    learner can list the episodes of all workers in the local Runner's order (by step, then env)."""
+    """A vector env that notes (step, env index) of each finished episode it reports, so that the learner can
+    list the episodes of all workers in the local Runner's order (by step, then env). It counts each env's steps
+    apart, so a step of some of its envs (step_async / step_wait with `envs`, --double-buffer) counts too."""
 
     def __init__(self, venv, first_env: int):
         self.venv, self.first_env, self.num_envs = venv, first_env, venv.num_envs
-        self.steps, self.keys = 0, []
+        self.steps, self.keys = [0] * venv.num_envs, []   # steps each env took in this rollout; episode keys
 
     def step(self, actions) -> tuple:
-        obs, rewards, dones, infos = self.venv.step(actions)
-        self.keys += [(self.steps, self.first_env + j) for j, info in enumerate(infos) if "episode" in info]
-        self.steps += 1
+        self.step_async(actions)
+        return self.step_wait()
+
+    def step_async(self, actions, envs=None) -> None:
+        self.venv.step_async(actions, envs)
+
+    def step_wait(self, envs=None) -> tuple:
+        obs, rewards, dones, infos = self.venv.step_wait(envs)
+        for j, info in zip(range(self.num_envs) if envs is None else envs, infos):
+            if "episode" in info:
+                self.keys.append((self.steps[j], self.first_env + int(j)))
+            self.steps[j] += 1
         return obs, rewards, dones, infos
 
 

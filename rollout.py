@@ -160,12 +160,14 @@ class Collection:
     bootstrap_truncated: bool = True    # a time-limit cut is not an end: its last reward + gamma * V(final obs)
     life_loss_terminal: bool = False    # a lost life ends the value chain (Rollout.dones), the episode goes on
     life_loss_penalty: float = 0.0      # subtracted from the reward of a step that cost a life
+    double_buffer: bool = False         # step the envs in two halves, inference of one during the other's steps
 
     @classmethod
     def of(cls, config) -> "Collection":
         """The collection settings of a config.TrainConfig."""
         return cls(nsteps=config.nsteps, gamma=config.gamma, bootstrap_truncated=not config.truncation_as_terminal,
-                   life_loss_terminal=config.life_loss_terminal, life_loss_penalty=config.life_loss_penalty)
+                   life_loss_terminal=config.life_loss_terminal, life_loss_penalty=config.life_loss_penalty,
+                   double_buffer=config.double_buffer)
 
 
 class Sampler(abc.ABC):

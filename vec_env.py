@@ -51,7 +51,7 @@ class DummyVecEnv:
         self.action_space = self.envs[0].action_space
         self.seed = seed
         self.restarts = 0
-        self._actions = None
+        self._actions = {}   # env index -> its action, sent and not yet stepped
         self._seeded = False
 
     def reset(self) -> np.ndarray:  # -> [nenvs, *obs_shape]
@@ -60,12 +60,12 @@ class DummyVecEnv:
         self._seeded = True
         return np.stack([env.reset(seed=s)[0] for s, env in zip(seeds, self.envs)])
 
-    def step_async(self, actions) -> None:  # actions [nenvs]
-        self._actions = actions
+    def step_async(self, actions, envs=None) -> None:  # actions [len(envs)]; envs: indices (default: all)
+        self._actions.update(zip(range(self.num_envs) if envs is None else envs, actions, strict=True))
 
-    def step_wait(self) -> tuple:
-        results = [step_with_autoreset(env, action) for env, action in zip(self.envs, self._actions)]
-        return _stack_results(results)
+    def step_wait(self, envs=None) -> tuple:  # envs (default: all) step now, with their actions of step_async
+        envs = range(self.num_envs) if envs is None else envs
+        return _stack_results([step_with_autoreset(self.envs[idx], self._actions.pop(idx)) for idx in envs])
 
     def step(self, actions) -> tuple:
         self.step_async(actions)
@@ -371,9 +371,12 @@ class SubprocVecEnv:
             pass   # the worker is gone; _receive reports it
         self._receive(idx, "attach")
 
-    def _observations(self, received) -> np.ndarray:
-        """[nenvs, *obs_shape]: a copy of the shared buffer, or the received observations stacked."""
-        return self.shared.array.copy() if self.shared is not None else np.stack(received)
+    def _observations(self, received, envs=None) -> np.ndarray:
+        """[len(envs), *obs_shape] (default: every env): a copy of their slots of the shared buffer, or the
+        received observations stacked."""
+        if self.shared is None:
+            return np.stack(received)
+        return self.shared.array.copy() if envs is None else self.shared.array[np.asarray(envs)]
 
     def _send(self, idx: int, message) -> None:
         try:
@@ -411,13 +414,17 @@ class SubprocVecEnv:
             self._send(idx, ("reset", None))
         return self._observations([self._receive(idx, "reset") for idx in range(self.num_envs)])
 
-    def step_async(self, actions) -> None:  # actions [nenvs]
-        for idx, action in enumerate(actions):
+    def step_async(self, actions, envs=None) -> None:
+        """actions [len(envs)]: one per env of `envs` (indices; default: every env), sent without waiting."""
+        for idx, action in zip(range(self.num_envs) if envs is None else envs, actions, strict=True):
             self._send(idx, ("step", action))
 
-    def step_wait(self) -> tuple:
+    def step_wait(self, envs=None) -> tuple:
+        """The answers of `envs` (default: every env) to their step_async: obs [len(envs), *obs_shape],
+        rewards [len(envs)] float32, dones [len(envs)] bool, infos."""
+        envs = range(self.num_envs) if envs is None else envs
         results = []
-        for idx in range(self.num_envs):
+        for idx in envs:
             try:
                 results.append(self._receive(idx, "step"))
             except WorkerError as error:
@@ -426,7 +433,7 @@ class SubprocVecEnv:
                 obs = self._replace(idx)
                 results.append((obs, 0.0, True, {"worker_restarted": str(error).splitlines()[0]}))
         obs, rewards, dones, infos = zip(*results)
-        return (self._observations(obs), np.asarray(rewards, np.float32), np.asarray(dones, bool), list(infos))
+        return (self._observations(obs, envs), np.asarray(rewards, np.float32), np.asarray(dones, bool), list(infos))
 
     def step(self, actions) -> tuple:
         self.step_async(actions)

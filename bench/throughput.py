@@ -27,6 +27,11 @@ warm-up of each, so both see the same machine). It prints their steps/s and the 
 and seconds an update spends shipping the weights and the rollouts, and the peak PSS of each worker (its actor
 process and its env processes) beside that of the local env processes:
     python bench/throughput.py --backend ray --configs matched --num-workers 2 --reps 3 --json ray.json
+
+With --double-buffer it measures the sampling phase of the local Runner with the envs stepped in turn and
+double-buffered, side by side (--reps pairs after a warm-up pair); --tf-threads sets the policy's threads and
+`taskset` the cores:
+    taskset -c 0,1 python bench/throughput.py --double-buffer --configs matched --reps 3 --tf-threads 1
 """
 import abc
 import argparse
@@ -341,6 +346,43 @@ def print_spreads(result: dict, width: int, digits: int, out=sys.stdout) -> None
                   file=out)
 
 
+def measure_double_buffer(name: str, pairs: int, tf_threads: int, seed: int = 0) -> dict:
+    """The sampling phase of configuration `name` (the local Runner, the defaults' collection settings) with the
+    envs stepped in turn and double-buffered (two halves, one half's inference while the other's envs step):
+    one update of each in turn, `pairs` times after a warm-up of each, on one model whose session has
+    `tf_threads` threads (0: TensorFlow's choice)."""
+    import gymnasium as gym
+    import tensorflow.compat.v1 as tf
+    from architecture import A2CPolicy
+    from model import Model, Runner, action_rngs, session_config
+    from rollout import Collection
+    num_envs, nsteps, _, _ = CONFIGS[name]
+    in_turn = Collection.of(dataclasses.replace(TrainConfig(), nsteps=nsteps))
+    modes = {"in_turn": in_turn, "double_buffered": dataclasses.replace(in_turn, double_buffer=True)}
+    venv = make_vec_env(num_envs, seed)
+    times = {mode: [] for mode in modes}
+    try:
+        with tf.Graph().as_default(), tf.Session(config=session_config(tf_threads)) as sess, sess.as_default():
+            model = Model(A2CPolicy, gym.spaces.Box(0, 255, (96, 96, 4), np.uint8), venv.action_space, num_envs,
+                          nsteps, 0.01, 0.5, 0.5)
+            runner = Runner(venv, model, in_turn, action_rngs(seed, range(num_envs)))
+            for repetition in range(pairs + 1):   # the first pair warms up
+                for mode, settings in modes.items():
+                    runner.settings = settings
+                    start = time.perf_counter()
+                    runner.sample()
+                    if repetition:
+                        times[mode].append(time.perf_counter() - start)
+    finally:
+        venv.close()
+    batch = num_envs * nsteps
+    return {"settings": {"num_envs": num_envs, "nsteps": nsteps, "tf_threads": tf_threads, "pairs": pairs,
+                         "cpus": len(os.sched_getaffinity(0))},
+            "in_turn_sampling_steps_per_s": spread([batch / t for t in times["in_turn"]]),
+            "double_buffered_sampling_steps_per_s": spread([batch / t for t in times["double_buffered"]]),
+            "ratio_double_to_in_turn": spread([a / b for a, b in zip(times["in_turn"], times["double_buffered"])])}
+
+
 def print_side_by_side(name: str, result: dict, out=sys.stdout) -> None:
     print(f"\n== {name}, sampling side by side: {result['settings']}", file=out)
     print_spreads(result, 12, 4, out)
@@ -369,6 +411,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--train-steps", type=int, default=20, help="train-op calls timed")
     parser.add_argument("--compare-2018", action="store_true", help="also measure learn() and the train op with "
                         "every 2018 setting (--exact-2018), in turn with the defaults, and print the ratios")
+    parser.add_argument("--double-buffer", action="store_true", help="measure instead the sampling phase with the "
+                        "envs stepped in turn and double-buffered (agent.py --double-buffer), side by side")
+    parser.add_argument("--tf-threads", type=int, default=0, help="with --double-buffer: threads of the policy's "
+                        "session (0: TensorFlow's choice)")
     parser.add_argument("--json", help="also write the figures to this JSON file")
     return parser
 
@@ -395,6 +441,9 @@ def check_options(args) -> list:
                           f"{', '.join(CONFIGS)}")
     for option in ("reps", "updates", "ceiling_steps", "train_steps"):
         check_number(f"--{option.replace('_', '-')}", getattr(args, option), minimum=1)
+    check_number("--tf-threads", args.tf_threads, minimum=0)
+    if args.double_buffer and args.backend != "local":
+        raise ConfigError("--double-buffer measures the local Runner: drop --backend ray")
     if args.backend == "ray":
         check_number("--num-workers", args.num_workers, minimum=1)
         for name in names:
@@ -413,6 +462,11 @@ def benchmark(args) -> int:
     print(f"machine: {json.dumps(report['machine'])}\ngame: {report['game']}")
     report["backend"] = args.backend
     for name in names:
+        if args.double_buffer:
+            report["configs"][name] = measure_double_buffer(name, args.reps, args.tf_threads)
+            print(f"\n== {name}, sampling in turn and double-buffered: {report['configs'][name]['settings']}")
+            print_spreads(report["configs"][name], 12, 4)
+            continue
         if args.backend == "ray":
             report["configs"][name] = measure_side_by_side(name, args.num_workers, args.reps)
             print_side_by_side(name, report["configs"][name])

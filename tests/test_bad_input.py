@@ -148,6 +148,12 @@ CASES = [
      ["--smooth must be 1 or more, got 0"]),
     ("zero repetitions (bench)", "bench/throughput.py", ["--configs", "tiny", "--reps", "0"],
      ["--reps must be 1 or more, got 0"]),
+    ("negative TF threads (bench)", "bench/throughput.py",
+     ["--configs", "tiny", "--double-buffer", "--tf-threads", "-1"],
+     ["--tf-threads must be 0 or more, got -1"]),
+    ("double buffer on Ray (bench)", "bench/throughput.py",
+     ["--configs", "tiny", "--double-buffer", "--backend", "ray"],
+     ["--double-buffer measures the local Runner: drop --backend ray"]),
     ("zero train steps (bench)", "bench/throughput.py", ["--configs", "tiny", "--train-steps", "0"],
      ["--train-steps must be 1 or more, got 0"]),
     # output paths: refused before any work (no episode played, nothing measured), no file left

@@ -20,7 +20,7 @@ from architecture import A2CPolicy  # noqa: E402
 from checkpoint import CheckpointError, resolve_checkpoint  # noqa: E402
 from model import Model, Runner, action_rngs, collect, compute_gae, explained_variance, finish, flatten_env_major, learn  # noqa: E402
 from rollout import Collection  # noqa: E402
-from vec_env import DummyVecEnv  # noqa: E402
+from vec_env import DummyVecEnv, SubprocVecEnv  # noqa: E402
 
 OB_SPACE = gym.spaces.Box(0, 255, (96, 96, 4), dtype=np.uint8)
 ACTIONS = gym.spaces.Discrete(7)
@@ -508,3 +508,73 @@ def test_a2c_learns_the_best_action_of_an_image_bandit(tmp_path):
     assert accuracy >= 0.8, (accuracy, np.bincount(chosen, minlength=7))
     # the training episodes got better too: the mean return (8 steps, 1 per right answer) rose from chance
     assert float(rows[-1]["ep_return_mean"]) > float(rows[0]["ep_return_mean"])
+
+
+class SamplingStub(StubModel):
+    """Draws each env's action from that env's own generator, shifted by its observation: as with A2CPolicy, an
+    env's actions depend on its observations and its stream alone, not on which envs share the call."""
+
+    def step_neglogp(self, obs, rngs=None):
+        actions, values, neglogp = super().step_neglogp(obs)
+        drawn = np.array([rng.integers(7) for rng in rngs])
+        return ((actions + drawn) % 7).astype(np.int32), values, neglogp
+
+
+def life_every_two_steps(length):
+    return LifeEveryTwoSteps(fake_envs.make_counting(length=length))
+
+
+def double_buffer_makes(nenvs):
+    return [functools.partial(fake_envs.make_counting, length=3),              # terminates every 3 steps
+            functools.partial(fake_envs.make_counting, max_episode_steps=4),   # cut by a time limit
+            functools.partial(life_every_two_steps, 5)][:nenvs]                 # loses lives
+
+
+@pytest.mark.parametrize("vec", [DummyVecEnv, SubprocVecEnv])
+@pytest.mark.parametrize("nenvs", [2, 3])
+def test_double_buffered_sampling_collects_what_stepping_in_turn_collects(vec, nenvs):
+    """Two samples of 7 steps, in turn and double-buffered (halves of 1 and 1, or 1 and 2 envs), episodes ending,
+    cut by the time limit and losing lives on the way: every array of the rollouts, the episodes, where the envs
+    stand after, and the generators' states are the same."""
+    collected = {}
+    for double_buffer in (False, True):
+        venv = vec(double_buffer_makes(nenvs), seed=4)
+        try:
+            settings = Collection(7, 0.9, life_loss_terminal=True, life_loss_penalty=0.25, double_buffer=double_buffer)
+            runner = Runner(venv, SamplingStub(), settings, action_rngs(3, range(nenvs)))
+            rollouts = [runner.sample(), runner.sample()]
+            collected[double_buffer] = rollouts, runner.obs, runner.dones, [r.bit_generator.state for r in runner.rngs]
+        finally:
+            venv.close()
+    (serial, obs, dones, states), (double, obs_2, dones_2, states_2) = collected[False], collected[True]
+    for one, other in zip(serial, double):
+        np.testing.assert_array_equal(np.asarray(other.obs), np.asarray(one.obs))
+        for name in ("actions", "rewards", "values", "neglogpacs", "dones", "last_values", "last_dones"):
+            np.testing.assert_array_equal(getattr(other, name), getattr(one, name), err_msg=name)
+        assert other.episodes == one.episodes
+    assert sum(len(r.episodes) for r in serial) >= 4
+    np.testing.assert_array_equal(obs_2, obs)
+    np.testing.assert_array_equal(dones_2, dones)
+    assert states_2 == states
+
+
+def test_a_stop_mid_way_through_double_buffered_sampling_leaves_no_answer_in_the_pipes():
+    """Stopped at its third step, the double-buffered sample reads the answers still in flight (the next step of
+    one half is sent by then): no pipe holds an answer, and the next step of the vector env gets its own."""
+    class StopAfter:
+        def __init__(self, steps):
+            self.steps, self.requested = steps, None
+
+        def count(self, _vector_steps):
+            self.steps -= 1
+            self.requested = "SIGINT" if self.steps <= 0 else None
+    venv = SubprocVecEnv(double_buffer_makes(3), seed=4)
+    try:
+        runner = Runner(venv, SamplingStub(), Collection(7, 0.9, double_buffer=True), action_rngs(3, range(3)))
+        stop = StopAfter(3)
+        assert runner.sample(stop.count, stop) is None and stop.steps == 0
+        assert not any(conn.poll(0.5) for conn in venv.conns)
+        obs, rewards, dones, infos = venv.step(np.zeros(3, np.int32))
+        assert obs.shape == (3, 96, 96, 4) and len(infos) == 3 and not any(conn.poll(0) for conn in venv.conns)
+    finally:
+        venv.close()

@@ -3,6 +3,7 @@ env, survived; no Ray process left behind; bad addresses, too many workers and a
 line. Fake image envs (tests/faulty_envs.py), no emulator. The tests that start and stop their own Ray come
 first; then one Ray instance serves a class of tests, and a two-node cluster (ray.cluster_utils.Cluster) the
 fault tests."""
+import dataclasses
 import os
 import platform
 import signal
@@ -168,11 +169,11 @@ def local_ray():
 @pytest.mark.usefixtures("local_ray")
 class TestOnOneMachine:
 
-    @pytest.mark.parametrize("envs_per_worker", [1, 2])
-    def test_same_batch_as_the_local_runner(self, envs_per_worker):
-        """Two updates through Ray (1 or 2 envs per worker) and through the local Runner, against one Model:
-        frames, actions, rewards, dones, episodes and the generators' states identical, values within float
-        tolerance."""
+    @pytest.mark.parametrize("envs_per_worker, double_buffer", [(1, False), (2, False), (2, True)])
+    def test_same_batch_as_the_local_runner(self, envs_per_worker, double_buffer):
+        """Two updates through Ray (1 or 2 envs per worker; a worker's 2 envs also double-buffered) and through the
+        local Runner, against one Model: frames, actions, rewards, dones, episodes and the generators' states
+        identical, values within float tolerance."""
         import model as a2c
         from vec_env import SubprocVecEnv
         num_envs = 2
@@ -185,7 +186,8 @@ class TestOnOneMachine:
             with graph.as_default(), sess.as_default():
                 settings = Collection(NSTEPS, 0.99)
                 local = a2c.Runner(venv, model, settings, a2c.action_rngs(SEED, range(num_envs)))
-                remote = sampler.sampler(model, a2c.action_rngs(SEED, range(num_envs)), settings)
+                remote = sampler.sampler(model, a2c.action_rngs(SEED, range(num_envs)),
+                                         dataclasses.replace(settings, double_buffer=double_buffer))
                 for _ in range(2):
                     steps = []
                     rollouts += [local.sample(), remote.sample(on_step=steps.append)]
