@@ -30,7 +30,6 @@ Examples:
     python bench/learning.py --suite --configs defaults --report-only          # the suite's table and plot so far
 """
 import argparse
-import csv
 import json
 import math
 import os
@@ -42,6 +41,10 @@ import warnings
 import numpy as np
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+from checkpoint import as_number, read_table  # noqa: E402  (the project's one reader of progress.csv)
+
 DEFAULT_OUT = os.path.join(REPO, "bench", "learning-results")
 
 def options(optimizer: str, normalize: bool, epochs: int, minibatches: int, lr: str, clip: str = "",
@@ -160,18 +163,7 @@ def read_progress(path: str) -> list:
     csv_path = os.path.join(path, "progress.csv")
     if not os.path.exists(csv_path):
         return []
-    rows = []
-    with open(csv_path, newline="") as fh:
-        for row in csv.DictReader(fh):
-            rows.append({key: _number(value) for key, value in row.items()})
-    return rows
-
-
-def _number(text) -> float:
-    try:
-        return float(text)
-    except (TypeError, ValueError):
-        return math.nan
+    return [{key: as_number(value) for key, value in row.items()} for row in read_table(csv_path)[1]]
 
 
 def train_command(config: str, seed: int, steps: int, out: str, num_envs: int, nsteps: int) -> list:
@@ -395,7 +387,6 @@ def run_suite(config: str, games: list, seeds: list, steps: int, out: str, num_e
 def measure_random_play(game: str, episodes: int = RANDOM_EPISODES, seed: int = 0) -> dict:
     """The game's own score of `episodes` whole games of uniformly random actions, one env seeded `seed` at its
     first reset (later resets go on from there), the action sampler seeded `seed`."""
-    sys.path.insert(0, REPO)
     import env as envs
     environment = envs.make_level(game, envs.default_levels(game)[0])
     environment.action_space.seed(seed)
@@ -464,8 +455,7 @@ def read_peer_scores(folder: str) -> list:
     path = os.path.join(folder, "episodes.csv")
     if not os.path.exists(path):
         return []
-    with open(path, newline="") as fh:
-        return [(int(float(row["total_timesteps"])), float(row["score"])) for row in csv.DictReader(fh)]
+    return [(int(float(row["total_timesteps"])), float(row["score"])) for row in read_table(path)[1]]
 
 
 def curve_value_at(curves: dict, column: str, steps: int, batch: int) -> float:
