@@ -39,7 +39,7 @@ class TrainConfig:
     levels: str = field(default="", metadata={"help": "comma-separated states to train on (default: env.LEVELS for Sonic, the game's first state otherwise)"})
     num_envs: int = field(default=0, metadata={"help": "environments (one process each); 0 = one per level: len(--levels), else len(env.LEVELS) = 13 on Sonic and 8 on a game with one level"})
     vec_env: str = field(default="subproc", metadata={"help": "'subproc' (one process per env) or 'dummy' (all in this process; one env only for emulators)"})
-    double_buffer: bool = field(default=False, metadata={"help": "step the envs in two halves, the policy choosing for one half while the other half's envs step (README, Performance: it pays with more cores than 2)"})
+    double_buffer: bool = field(default=False, metadata={"help": "step the envs in two halves, the policy choosing for one half while the other half's envs step: for machines with more cores than the envs and the policy fill together (README, Performance: on 2 cores it did not pay)"})
     seed: int = field(default=0, metadata={"help": "seed of the learner's and the environments' random generators"})
     # --- where the envs run (README, 'Training on a cluster') ---
     backend: str = field(default="local", metadata={"help": "'local' (env processes on this machine) or 'ray' (rollout workers on a Ray cluster; the learner trains here)"})
