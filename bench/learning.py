@@ -505,7 +505,9 @@ def screen(candidates: list, out: str, peer_out: str, steps: int = SUITE_STEPS) 
             continue
         batch = curves["total_timesteps"][0]
         at = {m: curve_value_at(curves, "ep_return_mean", m, batch) for m in (SUITE_MILESTONES[0], steps)}
-        gain = clearly_beats(at[steps], randoms[game]) if not math.isnan(at[steps]) else math.nan
+        if math.isnan(at[steps]):
+            continue                     # still running: screened once it reaches the budget
+        gain = clearly_beats(at[steps], randoms[game])
         rows[game] = {"random": randoms[game]["mean"], "random_sd": randoms[game]["sd"],
                       "reference_100k": at[SUITE_MILESTONES[0]], "reference_final": at[steps], "gain": gain,
                       "clear": bool(gain >= CLEAR_GAIN)}
