@@ -620,7 +620,8 @@ def suite_plot(summary: dict, config: str, path: str) -> None:
                     bottom.fill_between(grid, np.nanmin(band, axis=0), np.nanmax(band, axis=0), color=colour, alpha=0.2)
             if item.get("reference_points"):
                 points = item["reference_points"]
-                top.plot(list(points), list(points.values()), "k--", marker="o", label="PyTorch PPO (issue 8, one seed)")
+                top.plot(list(points), list(points.values()), "k--", marker="o",
+                         label="PyTorch PPO (issue 8, one seed)")
             if not math.isnan(item["random"]):
                 top.axhline(item["random"], color="gray", linestyle=":", label="random play")
             top.set_title(f"{game_label(game)}: return (last 100 episodes)", fontsize=10)
@@ -783,9 +784,13 @@ def suite_main(args: argparse.Namespace) -> int:
         print("\n".join(games))
         return 0
     unknown = [game for game in games if game != AIRSTRIKER and not game.startswith("ALE/")]
+    if not unknown and any(game.startswith("ALE/") for game in games):
+        sys.path.insert(0, REPO)
+        import env as envs
+        unknown = [game for game in games if game.startswith("ALE/") and game not in envs.atari_ids()]
     if unknown:
-        print(f"error: --games: {', '.join(unknown)} is neither {AIRSTRIKER} nor an ALE game (ALE/<Name>-v5)",
-              file=sys.stderr)
+        print(f"error: --games: {', '.join(unknown)} is neither {AIRSTRIKER} nor an ALE game ale-py ships "
+              "(ALE/<Name>-v5, e.g. ALE/Qbert-v5)", file=sys.stderr)
         return 2
     if args.random_play:
         random_play(games, args.out, args.episodes, command)

@@ -159,6 +159,8 @@ def test_suite_before_the_screen_and_a_bad_game_are_one_error_line(tmp_path):
     assert result.returncode == 2 and result.stderr.startswith("error: the suite has 0 ALE games of 3")
     result = run_bench("--suite", "--games", "Pong", "--out", str(tmp_path))
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and "Pong is neither" in result.stderr
+    result = run_bench("--random-play", "--games", "ALE/Nope-v5", "--out", str(tmp_path))
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and "ALE/Nope-v5 is neither" in result.stderr
     result = run_bench("--screen", "--suite")
     assert result.returncode == 2 and "give one of" in result.stderr
 
