@@ -785,7 +785,6 @@ def suite_main(args: argparse.Namespace) -> int:
         return 0
     unknown = [game for game in games if game != AIRSTRIKER and not game.startswith("ALE/")]
     if not unknown and any(game.startswith("ALE/") for game in games):
-        sys.path.insert(0, REPO)
         import env as envs
         unknown = [game for game in games if game.startswith("ALE/") and game not in envs.atari_ids()]
     if unknown:
