@@ -17,8 +17,9 @@ ROOT = os.path.dirname(HERE)
 
 # the learner of the subprocess tests: prints its workers' pids, then steps until told how to end
 LEARNER = r"""
-import os, signal, sys, time
+import faulthandler, os, signal, sys, time
 sys.path[:0] = [{root!r}, {here!r}]
+faulthandler.register(signal.SIGUSR1, all_threads=True)   # the test asks for the stacks of a learner that hangs
 
 
 def main(how):
@@ -122,7 +123,16 @@ def test_nothing_is_left_however_the_learner_ends(tmp_path, how):
         assert shm_entries() == before   # nothing named while it runs either
         if how in ("SIGINT", "SIGKILL"):
             os.killpg(proc.pid, signal.SIGINT) if how == "SIGINT" else proc.kill()
-        proc.communicate(timeout=30)
+        try:
+            proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:   # say where it hangs: the learner's stacks, its processes' states
+            os.kill(proc.pid, signal.SIGUSR1)
+            time.sleep(2)
+            states = subprocess.run(["ps", "-o", "pid,stat,wchan:30,args", "-g", str(proc.pid)], capture_output=True,
+                                    text=True).stdout
+            os.killpg(proc.pid, signal.SIGKILL)
+            _, stderr = proc.communicate()
+            pytest.fail(f"the learner did not end within 30 s ({how}); its stacks:\n{stderr[-6000:]}\n{states}")
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
