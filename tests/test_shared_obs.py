@@ -20,6 +20,9 @@ LEARNER = r"""
 import faulthandler, os, signal, sys, time
 sys.path[:0] = [{root!r}, {here!r}]
 faulthandler.register(signal.SIGUSR1, all_threads=True)   # the test asks for the stacks of a learner that hangs
+# Ctrl-C raises KeyboardInterrupt, as in a terminal, also when the tests were started in the background (where the
+# shell hands its children SIGINT ignored, and Python then leaves it so)
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def main(how):
