@@ -278,7 +278,8 @@ def collect(venv, policy, obs, dones, rngs, settings: Collection, on_step=None, 
     and its frames go on). `life_loss_penalty` is subtracted from the reward of a step that cost a life (the
     episodes' returns, counted in the env, stay the game's own). With `double_buffer` (and 2 envs or more) the
     envs are stepped in two halves, each half's inference running while the other half's envs step
-    (_double_buffered); each env sees the same observations and actions as in turn."""
+    (_double_buffered); each env sees the same observations and actions as in turn (up to the float rounding of
+    the policy's outputs on half the batch)."""
     builder = RolloutBuilder(settings, obs, dones)
     steps = _double_buffered if settings.double_buffer and venv.num_envs > 1 else _in_turn
     stepping = steps(venv, policy, rngs, builder)
